@@ -1,0 +1,183 @@
+//! Starts the workers, serves HTTP, and drains on shutdown.
+//!
+//! [`start`] returns a [`Running`] handle instead of blocking, so `main` can wire signals to it and
+//! tests can start a real server on port 0 in-process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::config::model::Secret;
+use crate::config::runner::{RunnerConfig, TokenSource};
+use crate::config::Schemas;
+use crate::http::{self, AppState};
+use crate::shutdown::{self, Shutdown, ShutdownTrigger};
+use crate::snapshot::Trigger;
+use crate::source::reload::Reloader;
+use crate::source::watch::{self, WatchSettings};
+use crate::telemetry::Metrics;
+use crate::{Error, Result};
+
+/// A started application.
+pub struct Running {
+    /// The address the server listens on (useful with port 0).
+    pub addr: SocketAddr,
+    /// Send a [`Trigger`] to ask for a reload (what SIGHUP does).
+    pub reloads: mpsc::Sender<Trigger>,
+    pub state: AppState,
+    trigger: ShutdownTrigger,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+    drain: Duration,
+}
+
+/// Loads the functions directory, binds the listener and starts every worker.
+///
+/// Fails, before serving anything, when the functions directory cannot be read, the API token
+/// cannot be resolved, or the address cannot be bound.
+pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Running> {
+    let api_token = resolve_token(config.api_token.as_ref())?;
+    let root = config.functions_dir.clone();
+    if !root.is_dir() {
+        return Err(Error::FunctionsDir {
+            path: root,
+            reason: "not found or not a directory".into(),
+        });
+    }
+    let (trigger, shutdown) = shutdown::channel();
+    let (reload_tx, reload_rx) = mpsc::channel(1);
+    // Watch before the first scan, so that nothing written meanwhile is missed.
+    let watcher = watch::start(
+        WatchSettings {
+            root: root.clone(),
+            mode: config.reload_mode,
+            debounce: config.debounce,
+            poll_interval: config.poll_interval,
+        },
+        reload_tx.clone(),
+        shutdown.clone(),
+    )
+    .await;
+    let (reloader, snapshots) = Reloader::new(schemas, root.clone());
+    let first = reloader.clone();
+    let loaded = tokio::task::spawn_blocking(move || first.reload_blocking(Trigger::Start))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    if let Err(e) = loaded {
+        trigger.trigger();
+        return Err(Error::FunctionsDir {
+            path: root,
+            reason: e.to_string(),
+        });
+    }
+
+    let metrics = Metrics::new();
+    let state = AppState {
+        snapshots: snapshots.clone(),
+        metrics: metrics.clone(),
+        api_token,
+    };
+    let workers = vec![
+        watcher,
+        tokio::spawn(reloader.run(reload_rx, shutdown.clone())),
+        tokio::spawn(observe_snapshots(snapshots, metrics, shutdown.clone())),
+    ];
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Bind {
+            addr: config.listen,
+            source: e,
+        })?;
+    let addr = listener.local_addr().map_err(|e| Error::Bind {
+        addr: config.listen,
+        source: e,
+    })?;
+    let router = http::router(state.clone());
+    let mut stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.recv().await })
+            .await
+    });
+    info!(%addr, "listening on http://{addr}");
+    Ok(Running {
+        addr,
+        reloads: reload_tx,
+        state,
+        trigger,
+        server,
+        workers,
+        drain: config.drain_timeout,
+    })
+}
+
+impl Running {
+    /// Stops accepting connections, lets in-flight requests finish up to the drain deadline, then
+    /// stops the workers.
+    pub async fn shutdown(self) -> Result<()> {
+        self.trigger.trigger();
+        let mut server = self.server;
+        match tokio::time::timeout(self.drain, &mut server).await {
+            Ok(Ok(Ok(()))) => info!("drained; all in-flight requests finished"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "server stopped with an error"),
+            Ok(Err(e)) => warn!(error = %e, "server task failed"),
+            Err(_) => {
+                warn!(
+                    deadline_ms = self.drain.as_millis() as u64,
+                    "drain deadline passed; dropping remaining connections"
+                );
+                server.abort();
+            }
+        }
+        for w in self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+        }
+        Ok(())
+    }
+
+    /// A receiver that resolves when shutdown starts.
+    pub fn shutdown_signal(&self) -> Shutdown {
+        self.trigger.subscribe()
+    }
+}
+
+async fn observe_snapshots(
+    mut snapshots: tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>,
+    metrics: Metrics,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let snap = snapshots.borrow_and_update().clone();
+        metrics.observe_snapshot(&snap);
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+fn resolve_token(source: Option<&TokenSource>) -> Result<Option<Secret>> {
+    let value = match source {
+        None => return Ok(None),
+        Some(TokenSource::Literal(t)) => t.clone(),
+        Some(TokenSource::Env(var)) => std::env::var(var).map_err(|_| {
+            Error::Config(format!(
+                "api.token: environment variable `{var}` is not set"
+            ))
+        })?,
+        Some(TokenSource::File(path)) => std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("api.token: cannot read {}: {e}", path.display())))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+    };
+    if value.is_empty() {
+        return Err(Error::Config("api.token: the token is empty".into()));
+    }
+    Ok(Some(Secret::new(value.into_bytes())))
+}

@@ -1,0 +1,87 @@
+//! The HTTP surface: one router, built by [`router`] from an [`AppState`] so tests can drive it
+//! without a socket.
+
+pub mod error;
+pub mod request_id;
+pub mod status;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use subtle::ConstantTimeEq;
+use tokio::sync::watch;
+
+use crate::config::model::Secret;
+use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
+pub use error::ApiError;
+
+/// What handlers share; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub metrics: Metrics,
+    /// When set, `/api/*` (except webhooks) needs `Authorization: Bearer <token>`.
+    pub api_token: Option<Secret>,
+}
+
+impl AppState {
+    /// The live snapshot. Holding the `Arc` keeps that version alive for as long as the caller
+    /// works with it, whatever reloads happen meanwhile.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshots.borrow().clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/api/functions", get(status::list_functions))
+        .route("/api/functions/{name}", get(status::get_function))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(status::healthz))
+        .route("/readyz", get(status::readyz))
+        .route("/metrics", get(status::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} is not allowed here"),
+    )
+}
+
+async fn require_token(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    if let Some(token) = &state.api_token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(token.expose())) {
+            return Err(ApiError::unauthorized(
+                "missing or wrong API token (Authorization: Bearer …)",
+            ));
+        }
+    }
+    Ok(next.run(req).await)
+}

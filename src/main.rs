@@ -1,0 +1,274 @@
+//! The `functiond` command: parses arguments, sets up logging, runs the library, prints results and
+//! picks the exit code. The only place that prints.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use functiond::config::runner::{load_runner_config, LogFormat, RunnerConfig};
+use functiond::config::{schedule, Diagnostic, FunctionKind, Schemas};
+use functiond::snapshot::{self, FileStatus, Trigger};
+use functiond::source::load::load_dir;
+use functiond::{app, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "functiond",
+    version,
+    about = "Serve webhook, event and scheduled functions from a directory of TOML files"
+)]
+struct Cli {
+    /// The runner configuration file (optional; every key also has a FUNCTIOND_* variable).
+    #[arg(long, global = true, env = "FUNCTIOND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format: text for terminals, json for log collectors (FUNCTIOND_LOG_FORMAT).
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server on the functions directory, watching it (the default).
+    Serve,
+    /// Validate every function file; print each problem as path:line:col: message; exit 1 if any.
+    Check {
+        /// The functions directory (default: the configured one, `functions.d`).
+        dir: Option<PathBuf>,
+    },
+    /// Show a schedule's cron expression, its description and its next run times.
+    Cron {
+        /// A cron expression or an English phrase (quote it), e.g. "0 9 * * 1-5" or "every day at 9am".
+        #[arg(required_unless_present = "fields")]
+        schedule: Vec<String>,
+        /// The five-field form instead: minutes=0 hours=9 days_of_week=mon,fri months=*/3
+        #[arg(long, num_args = 1.., value_name = "KEY=VALUE")]
+        fields: Vec<String>,
+        /// IANA timezone for the run times.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// How many run times to show.
+        #[arg(long, default_value_t = 5)]
+        count: usize,
+        /// Show runs after this time (RFC 3339, e.g. 2026-03-08T00:00:00Z; default now).
+        #[arg(long)]
+        from: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let schemas = Arc::new(Schemas::embedded());
+    let config = match load_config(&schemas, cli.config.as_deref(), cli.log_format.as_deref()) {
+        Ok(c) => c,
+        Err(lines) => {
+            for l in lines {
+                eprintln!("{l}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config, schemas),
+        Command::Check { dir } => check(&schemas, dir.as_deref().unwrap_or(&config.functions_dir)),
+        Command::Cron {
+            schedule,
+            fields,
+            tz,
+            count,
+            from,
+        } => cron(&schedule.join(" "), &fields, &tz, count, from.as_deref()),
+    }
+}
+
+fn load_config(
+    schemas: &Schemas,
+    path: Option<&Path>,
+    log_format: Option<&str>,
+) -> Result<RunnerConfig, Vec<String>> {
+    let text = match path {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| vec![format!("cannot read config {}: {e}", p.display())])?,
+        ),
+        None => None,
+    };
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let mut config = load_runner_config(
+        schemas,
+        text.as_deref().map(|t| (shown.as_str(), t)),
+        &|k| std::env::var(k).ok(),
+    )
+    .map_err(|d| d.iter().map(Diagnostic::to_string).collect::<Vec<_>>())?;
+    match log_format {
+        Some("json") => config.log_format = LogFormat::Json,
+        Some("text") => config.log_format = LogFormat::Text,
+        _ => {}
+    }
+    Ok(config)
+}
+
+fn serve(config: RunnerConfig, schemas: Arc<Schemas>) -> ExitCode {
+    telemetry::init_logging(config.log_format, &config.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let running = match app::start(&config, schemas).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("{e}");
+                eprintln!("functiond: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = wait_for_signals(&running).await {
+            eprintln!("functiond: cannot install signal handlers: {e}");
+        }
+        tracing::info!("shutting down");
+        match running.shutdown().await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("functiond: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT return (to shut down).
+async fn wait_for_signals(running: &app::Running) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP: reloading");
+                let _ = running.reloads.try_send(Trigger::Signal);
+            }
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+        }
+    }
+}
+
+fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
+    if !dir.is_dir() {
+        eprintln!(
+            "functiond check: functions directory {} not found or not a directory",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let scan = match load_dir(schemas, dir, dir, &functiond::config::compile::SystemInputs) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("functiond check: cannot read {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let snap = snapshot::next(
+        &Default::default(),
+        scan,
+        Trigger::Start,
+        chrono::Utc::now(),
+        0.0,
+    );
+    let mut problems: Vec<&Diagnostic> =
+        snap.files.values().flat_map(|f| f.errors.iter()).collect();
+    problems.sort();
+    for d in &problems {
+        println!("{d}");
+    }
+    let count = |t: &str| {
+        snap.functions
+            .values()
+            .filter(|f| f.function.kind.type_name() == t)
+            .count()
+    };
+    let bad_files = snap
+        .files
+        .values()
+        .filter(|f| f.status != FileStatus::Ok)
+        .count();
+    println!(
+        "{} functions: {} webhooks, {} events, {} schedulers; {} files with problems ({} problems)",
+        snap.functions.len(),
+        count("webhook"),
+        count("event"),
+        count("scheduler"),
+        bad_files,
+        problems.len()
+    );
+    for f in snap.functions.values() {
+        if let FunctionKind::Scheduler(s) = &f.function.kind {
+            let sch = &s.schedule;
+            println!(
+                "  {}: {}  ({}, {})",
+                f.function.name, sch.cron, sch.description, sch.timezone
+            );
+        }
+    }
+    if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn cron(text: &str, fields: &[String], tz: &str, count: usize, from: Option<&str>) -> ExitCode {
+    let expr = if fields.is_empty() {
+        schedule::parse_cron(text).or_else(|cron_err| {
+            schedule::from_english(text).map_err(|en_err| {
+                format!("not a cron expression ({cron_err}) nor an English schedule ({en_err})")
+            })
+        })
+    } else {
+        schedule::fields_from_pairs(fields)
+            .and_then(|f| schedule::from_fields(&f).map_err(|e| e.to_string()))
+    };
+    let expr = match expr {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("functiond cron: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let tz = match schedule::parse_timezone(tz) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("functiond cron: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let after = match from {
+        None => chrono::Utc::now(),
+        Some(s) => match chrono::DateTime::parse_from_rfc3339(s) {
+            Ok(t) => t.with_timezone(&chrono::Utc),
+            Err(e) => {
+                eprintln!("functiond cron: --from {s:?}: {e} (expected RFC 3339, e.g. 2026-03-08T00:00:00Z)");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    println!("cron:        {expr}");
+    println!("description: {}", schedule::describe(&expr));
+    println!("timezone:    {tz}");
+    println!("next runs:");
+    for t in schedule::next_runs(&expr, tz, after, count) {
+        println!("  {}", t.to_rfc3339());
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,280 @@
+//! The real binary: `check`, `cron`, and `serve` with signals and JSON logs.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_functiond");
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(root())
+        .env_remove("FUNCTIOND_CONFIG")
+        .output()
+        .expect("binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn check_accepts_the_examples_and_summarises_them() {
+    let out = run(&["check", "functions.d"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("3 functions: 1 webhooks, 1 events, 1 schedulers; 0 files with problems"),
+        "{text}"
+    );
+    assert!(
+        text.contains("daily_interactions_report: 0 9 * * *"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_reports_every_problem_of_every_file_and_exits_1() {
+    let out = run(&["check", "tests/fixtures/functions/bad-many"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let problems: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("tests/fixtures/functions/bad-many/"))
+        .collect();
+    assert!(problems.len() >= 6, "{text}");
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.starts_with("tests/fixtures/functions/bad-many/job.toml:5:12: ")),
+        "{text}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|l| l.starts_with("tests/fixtures/functions/bad-many/other.toml:")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_on_a_missing_directory_is_a_clear_error() {
+    let out = run(&["check", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir"));
+}
+
+#[test]
+fn cron_prints_expression_description_and_next_runs() {
+    let out = run(&[
+        "cron",
+        "--fields",
+        "minutes=0",
+        "hours=9",
+        "days_of_month=1",
+        "--tz",
+        "Europe/Berlin",
+        "--count",
+        "2",
+        "--from",
+        "2026-01-15T00:00:00Z",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("cron:        0 9 1 * *"), "{text}");
+    assert!(text.contains("2026-02-01T09:00:00+01:00"), "{text}");
+    assert!(text.contains("2026-03-01T09:00:00+01:00"), "{text}");
+
+    let out = run(&[
+        "cron",
+        "every",
+        "day",
+        "at",
+        "9am",
+        "--count",
+        "1",
+        "--from",
+        "2026-01-15T10:00:00Z",
+    ]);
+    let text = stdout(&out);
+    assert!(text.contains("cron:        0 9 * * *"), "{text}");
+    assert!(text.contains("2026-01-16T09:00:00+00:00"), "{text}");
+
+    let out = run(&["cron", "sometimes maybe"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn serve_fails_fast_on_a_missing_functions_directory() {
+    let out = Command::new(BIN)
+        .env("FUNCTIOND_FUNCTIONS_DIR", "/no/such/functions.d")
+        .env("FUNCTIOND_LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/functions.d"));
+}
+
+struct Server {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    addr: String,
+}
+
+impl Server {
+    fn start(functions: &Path, json_logs: bool) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .env("FUNCTIOND_FUNCTIONS_DIR", functions)
+            .env("FUNCTIOND_LISTEN", "127.0.0.1:0")
+            .env("FUNCTIOND_DRAIN_TIMEOUT_MS", "3000")
+            .env_remove("RUST_LOG")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null());
+        if json_logs {
+            cmd.env("FUNCTIOND_LOG_FORMAT", "json");
+        }
+        let mut child = cmd.spawn().expect("spawn");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut s = Server {
+            child,
+            lines,
+            addr: String::new(),
+        };
+        let line = s.wait_line("listening on http://");
+        let at = line.find("http://").expect("address in line");
+        s.addr = line[at..]
+            .split(|c: char| c.is_whitespace() || c == '"')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        s
+    }
+
+    fn wait_line(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return l,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        panic!("no log line containing {needle:?}");
+    }
+
+    fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        rt.block_on(async {
+            let res = reqwest::get(format!("{}{path}", self.addr))
+                .await
+                .expect("request");
+            let status = res.status().as_u16();
+            (status, res.json().await.unwrap_or(serde_json::Value::Null))
+        })
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    }
+
+    fn wait_exit(mut self) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn serve_reloads_on_sighup_and_exits_0_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let functions = dir.path().join("functions.d");
+    std::fs::create_dir(&functions).expect("mkdir");
+    std::fs::write(
+        functions.join("hook.toml"),
+        "name = \"hook\"\ntype = \"webhook\"\n",
+    )
+    .expect("write");
+    let mut s = Server::start(&functions, false);
+    let (status, ready) = s.get("/readyz");
+    assert_eq!(status, 200, "{ready}");
+
+    s.signal("-HUP");
+    s.wait_line("SIGHUP");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, body) = s.get("/api/functions");
+        if body["reloads"][0]["trigger"] == "signal" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no signal reload: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    s.signal("-TERM");
+    let status = s.wait_exit();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn json_logs_have_one_structured_reload_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let functions = dir.path().join("functions.d");
+    std::fs::create_dir(&functions).expect("mkdir");
+    std::fs::write(
+        functions.join("hook.toml"),
+        "name = \"hook\"\ntype = \"webhook\"\n",
+    )
+    .expect("write");
+    let mut s = Server::start(&functions, true);
+    std::fs::write(
+        functions.join("bad.toml"),
+        "name = \"bad\"\ntype = \"nope\"\n",
+    )
+    .expect("write");
+    let line = s.wait_line("\"trigger\":\"watch\"");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(v["message"], "reload");
+    assert_eq!(v["outcome"], "partial");
+    assert!(
+        v["rejected"]
+            .as_str()
+            .is_some_and(|r| r.contains("bad.toml")),
+        "{v}"
+    );
+    s.signal("-INT");
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
