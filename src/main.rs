@@ -57,6 +57,9 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Exit 0 if the server on the configured address answers /healthz (for container health
+    /// checks, where no curl is installed).
+    Healthcheck,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config, schemas),
         Command::Check { dir } => check(&schemas, dir.as_deref().unwrap_or(&config.functions_dir)),
+        Command::Healthcheck => healthcheck(config.listen),
         Command::Cron {
             schedule,
             fields,
@@ -204,13 +208,20 @@ fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
         .filter(|f| f.status != FileStatus::Ok)
         .count();
     println!(
-        "{} functions: {} webhooks, {} events, {} schedulers; {} files with problems ({} problems)",
-        snap.functions.len(),
-        count("webhook"),
-        count("event"),
-        count("scheduler"),
-        bad_files,
-        problems.len()
+        "{}: {}, {}, {}; {}",
+        plural(snap.functions.len(), "function"),
+        plural(count("webhook"), "webhook"),
+        plural(count("event"), "event"),
+        plural(count("scheduler"), "scheduler"),
+        if problems.is_empty() {
+            "no problems".to_owned()
+        } else {
+            format!(
+                "{} in {}",
+                plural(problems.len(), "problem"),
+                plural(bad_files, "file")
+            )
+        }
     );
     for f in snap.functions.values() {
         if let FunctionKind::Scheduler(s) = &f.function.kind {
@@ -228,16 +239,54 @@ fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
     }
 }
 
-fn cron(text: &str, fields: &[String], tz: &str, count: usize, from: Option<&str>) -> ExitCode {
-    let expr = if fields.is_empty() {
-        schedule::parse_cron(text).or_else(|cron_err| {
-            schedule::from_english(text).map_err(|en_err| {
-                format!("not a cron expression ({cron_err}) nor an English schedule ({en_err})")
-            })
-        })
+fn healthcheck(listen: std::net::SocketAddr) -> ExitCode {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let answer = (|| -> std::io::Result<String> {
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+        stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+        stream.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+        let mut buf = String::new();
+        stream.read_to_string(&mut buf)?;
+        Ok(buf)
+    })();
+    match answer {
+        Ok(text) if text.starts_with("HTTP/1.0 200") || text.starts_with("HTTP/1.1 200") => {
+            ExitCode::SUCCESS
+        }
+        Ok(text) => {
+            eprintln!("unhealthy: {}", text.lines().next().unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {addr}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
     } else {
+        format!("{n} {word}s")
+    }
+}
+
+fn cron(text: &str, fields: &[String], tz: &str, count: usize, from: Option<&str>) -> ExitCode {
+    // Five fields or a macro is cron; anything else is read as English.
+    let looks_like_cron = text.starts_with('@') || text.split_whitespace().count() == 5;
+    let expr = if !fields.is_empty() {
         schedule::fields_from_pairs(fields)
             .and_then(|f| schedule::from_fields(&f).map_err(|e| e.to_string()))
+    } else if looks_like_cron {
+        schedule::parse_cron(text)
+    } else {
+        schedule::from_english(text)
     };
     let expr = match expr {
         Ok(e) => e,

@@ -35,7 +35,7 @@ fn check_accepts_the_examples_and_summarises_them() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains("3 functions: 1 webhooks, 1 events, 1 schedulers; 0 files with problems"),
+        text.contains("3 functions: 1 webhook, 1 event, 1 scheduler; no problems"),
         "{text}"
     );
     assert!(
@@ -231,6 +231,19 @@ fn serve_reloads_on_sighup_and_exits_0_on_sigterm() {
     let mut s = Server::start(&functions, false);
     let (status, ready) = s.get("/readyz");
     assert_eq!(status, 200, "{ready}");
+    let health = |addr: &str| {
+        Command::new(BIN)
+            .arg("healthcheck")
+            .env("FUNCTIOND_LISTEN", addr)
+            .output()
+            .expect("runs")
+            .status
+            .success()
+    };
+    assert!(
+        health(s.addr.trim_start_matches("http://")),
+        "healthcheck against the live server"
+    );
 
     s.signal("-HUP");
     s.wait_line("SIGHUP");
@@ -244,9 +257,14 @@ fn serve_reloads_on_sighup_and_exits_0_on_sigterm() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    let addr = s.addr.trim_start_matches("http://").to_owned();
     s.signal("-TERM");
     let status = s.wait_exit();
     assert_eq!(status.code(), Some(0));
+    assert!(
+        !health(&addr),
+        "healthcheck must fail once the server is gone"
+    );
 }
 
 #[test]
