@@ -30,6 +30,7 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod scheduler;
 pub mod shutdown;
 pub mod snapshot;
 pub mod source;
