@@ -15,11 +15,17 @@ use tracing::{info, warn};
 use crate::config::model::Secret;
 use crate::config::runner::{RunnerConfig, TokenSource};
 use crate::config::Schemas;
+use crate::db::Database;
+use crate::exec::mail::Mailer;
 use crate::http::{self, AppState};
+use crate::scheduler::clock::{Clock, SystemClock};
+use crate::scheduler::engine::Engine;
+use crate::scheduler::runner::TaskRunner;
 use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::snapshot::Trigger;
 use crate::source::reload::Reloader;
 use crate::source::watch::{self, WatchSettings};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -49,6 +55,14 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
             reason: "not found or not a directory".into(),
         });
     }
+    let db = Database::connect(&config.database_url)
+        .await
+        .map_err(|e| Error::Database(format!("database.url: {e}")))?;
+    let store = Store::open(&config.state_url)
+        .await
+        .map_err(|e| Error::Database(format!("state.url: {e}")))?;
+    let mailer = Mailer::new(&config.smtp_url, &config.smtp_from).map_err(Error::Config)?;
+
     let (trigger, shutdown) = shutdown::channel();
     let (reload_tx, reload_rx) = mpsc::channel(1);
     // Watch before the first scan, so that nothing written meanwhile is missed.
@@ -81,11 +95,28 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
         api_token,
+        store: store.clone(),
+        exports_dir: config.exports_dir.clone(),
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let runner = TaskRunner {
+        store,
+        db,
+        exports_dir: config.exports_dir.clone(),
+        mailer: Some(mailer),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+    };
+    let engine = Engine::new(clock, Arc::new(runner));
     let workers = vec![
         watcher,
         tokio::spawn(reloader.run(reload_rx, shutdown.clone())),
-        tokio::spawn(observe_snapshots(snapshots, metrics, shutdown.clone())),
+        tokio::spawn(observe_snapshots(
+            snapshots.clone(),
+            metrics,
+            shutdown.clone(),
+        )),
+        tokio::spawn(engine.run(snapshots, shutdown.clone(), config.drain_timeout)),
     ];
 
     let listener = TcpListener::bind(config.listen)
@@ -135,8 +166,9 @@ impl Running {
                 server.abort();
             }
         }
+        // The scheduler drains its own running tasks up to the same deadline.
         for w in self.workers {
-            let _ = tokio::time::timeout(Duration::from_secs(5), w).await;
+            let _ = tokio::time::timeout(self.drain + Duration::from_secs(1), w).await;
         }
         Ok(())
     }

@@ -11,7 +11,12 @@
 //!       ─▶ source/        the only reader of the functions directory: scan (load.rs), notice
 //!                         changes (watch.rs), turn a reload request into a snapshot (reload.rs)
 //!       ─▶ snapshot.rs    the immutable function set; swapped atomically, never mutated
-//!       ─▶ http/          axum router: status API, health, metrics (webhooks, events: next)
+//!       ─▶ http/          axum router: status API, exports download, health, metrics
+//!       ─▶ scheduler/     when scheduler functions fire (engine.rs) and how a tick is run and
+//!                         recorded (runner.rs)
+//!       ─▶ exec/          executors: sql and shell tasks, exports, e-mail (task.rs dispatches)
+//!       ─▶ db/            the application database (SQLite / PostgreSQL, native drivers)
+//!       ─▶ store/         the state database: run history, tick claims
 //!       ─▶ telemetry.rs   logs and metrics
 //! app.rs                  starts the workers, serves, drains on shutdown
 //! shutdown.rs             the shutdown handle every worker receives
@@ -29,11 +34,14 @@
 
 pub mod app;
 pub mod config;
+pub mod db;
+pub mod exec;
 pub mod http;
 pub mod scheduler;
 pub mod shutdown;
 pub mod snapshot;
 pub mod source;
+pub mod store;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -53,6 +61,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Database(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -42,6 +42,17 @@ struct OutcomeLabels {
     outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    function: String,
+    status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FunctionLabel {
+    function: String,
+}
+
 /// The application's metrics; cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
@@ -51,6 +62,9 @@ pub struct Metrics {
     reloads: Family<OutcomeLabels, Counter>,
     reload_seconds: Histogram,
     generation: Gauge,
+    schedule_runs: Family<RunLabels, Counter>,
+    schedule_seconds: Family<FunctionLabel, Histogram>,
+    schedule_lateness: Histogram,
     /// The newest reload generation already counted.
     counted: Arc<Mutex<u64>>,
 }
@@ -94,8 +108,31 @@ impl Metrics {
             "Generation of the live function set",
             generation.clone(),
         );
+        let schedule_runs = Family::<RunLabels, Counter>::default();
+        registry.register(
+            "functiond_schedule_runs",
+            "Scheduled task runs, by function and status (succeeded, failed, timeout, skipped)",
+            schedule_runs.clone(),
+        );
+        let schedule_seconds = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0])
+        });
+        registry.register(
+            "functiond_schedule_run_duration_seconds",
+            "Duration of scheduled task runs",
+            schedule_seconds.clone(),
+        );
+        let schedule_lateness = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        registry.register(
+            "functiond_schedule_lateness_seconds",
+            "How long after its tick a scheduled run started",
+            schedule_lateness.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            schedule_runs,
+            schedule_seconds,
+            schedule_lateness,
             functions,
             rejected_files,
             reloads,
@@ -146,6 +183,22 @@ impl Metrics {
             self.reload_seconds.observe(r.duration_ms / 1000.0);
         }
         *counted = (*counted).max(snap.generation);
+    }
+
+    /// Counts one scheduled run (or skipped tick).
+    pub fn observe_scheduled_run(&self, function: &str, status: &str, seconds: f64, lateness: f64) {
+        let labels = RunLabels {
+            function: function.into(),
+            status: status.into(),
+        };
+        self.schedule_runs.get_or_create(&labels).inc();
+        if status != "skipped" {
+            let f = FunctionLabel {
+                function: function.into(),
+            };
+            self.schedule_seconds.get_or_create(&f).observe(seconds);
+            self.schedule_lateness.observe(lateness);
+        }
     }
 
     /// The OpenMetrics text exposition.

@@ -139,7 +139,16 @@ struct Server {
 impl Server {
     fn start(functions: &Path, json_logs: bool) -> Server {
         let mut cmd = Command::new(BIN);
+        let data = functions.parent().unwrap_or(functions);
         cmd.arg("serve")
+            .env(
+                "FUNCTIOND_DATABASE_URL",
+                format!("sqlite://{}", data.join("app.db").display()),
+            )
+            .env(
+                "FUNCTIOND_STATE_URL",
+                format!("sqlite://{}", data.join("functiond.db").display()),
+            )
             .env("FUNCTIOND_FUNCTIONS_DIR", functions)
             .env("FUNCTIOND_LISTEN", "127.0.0.1:0")
             .env("FUNCTIOND_DRAIN_TIMEOUT_MS", "3000")
@@ -295,4 +304,64 @@ fn json_logs_have_one_structured_reload_line() {
     );
     s.signal("-INT");
     assert_eq!(s.wait_exit().code(), Some(0));
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for e in std::fs::read_dir(from)
+        .expect("read_dir")
+        .filter_map(Result::ok)
+    {
+        let target = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).expect("copy");
+        }
+    }
+}
+
+#[test]
+fn run_executes_the_daily_report_example_on_a_fresh_machine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&root().join("functions.d"), &dir.path().join("functions.d"));
+    let run = |name: &str| {
+        Command::new(BIN)
+            .args(["run", name])
+            .current_dir(dir.path())
+            .env_remove("FUNCTIOND_CONFIG")
+            .env_remove("FUNCTIOND_DATABASE_URL")
+            .env_remove("FUNCTIOND_STATE_URL")
+            .env_remove("FUNCTIOND_EXPORTS_DIR")
+            .output()
+            .expect("runs")
+    };
+    let out = run("daily_interactions_report");
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("daily_interactions_report: succeeded"),
+        "{text}"
+    );
+    let folder = dir.path().join("data/exports/daily_interactions_report");
+    let files: Vec<_> = std::fs::read_dir(&folder)
+        .expect("exports folder")
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 1);
+    let csv = std::fs::read_to_string(files[0].path()).expect("csv");
+    assert_eq!(
+        csv,
+        "id,agent,campaign,started_at,finished_at,disposition\r\n"
+    );
+
+    let out = run("leads");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("leads is a webhook function"));
+    let out = run("nope");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no function named \"nope\""));
 }

@@ -40,7 +40,9 @@ def get(url, timeout=2):
 
 def start(binary, fdir):
     port = free_port()
-    env = dict(os.environ, FUNCTIOND_FUNCTIONS_DIR=fdir, FUNCTIOND_LISTEN=f"127.0.0.1:{port}", FUNCTIOND_LOG_LEVEL="warn")
+    data = fdir.rstrip("/") + "-data"
+    env = dict(os.environ, FUNCTIOND_FUNCTIONS_DIR=fdir, FUNCTIOND_LISTEN=f"127.0.0.1:{port}", FUNCTIOND_LOG_LEVEL="warn",
+               FUNCTIOND_DATABASE_URL=f"sqlite://{data}/app.db", FUNCTIOND_STATE_URL=f"sqlite://{data}/functiond.db")
     t0 = time.perf_counter()
     proc = subprocess.Popen([binary, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -72,6 +74,7 @@ def cold(binary, nfiles, runs=3):
         n = len(json.loads(body)["functions"])
         proc.terminate(); proc.wait()
         shutil.rmtree(d)
+        shutil.rmtree(d + "-data", ignore_errors=True)
         assert n == nfiles, f"loaded {n} of {nfiles}"
         times.append(t)
     return min(times)
@@ -102,6 +105,7 @@ def write_to_live(binary, nfiles, edits):
     finally:
         proc.terminate(); proc.wait()
         shutil.rmtree(d)
+        shutil.rmtree(d + "-data", ignore_errors=True)
     lat.sort()
     return lat
 

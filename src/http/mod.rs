@@ -2,9 +2,11 @@
 //! without a socket.
 
 pub mod error;
+pub mod exports;
 pub mod request_id;
 pub mod status;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -18,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::config::model::Secret;
 use crate::snapshot::Snapshot;
+use crate::store::Store;
 use crate::telemetry::Metrics;
 pub use error::ApiError;
 
@@ -28,6 +31,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// When set, `/api/*` (except webhooks) needs `Authorization: Bearer <token>`.
     pub api_token: Option<Secret>,
+    pub store: Store,
+    pub exports_dir: PathBuf,
 }
 
 impl AppState {
@@ -42,6 +47,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/api/functions", get(status::list_functions))
         .route("/api/functions/{name}", get(status::get_function))
+        .route("/api/exports/{name}/{file}", get(exports::download))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .merge(api)

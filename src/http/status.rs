@@ -19,6 +19,8 @@ use crate::snapshot::{FileState, FileStatus, LoadedFunction, ReloadRecord, Snaps
 
 /// How many upcoming runs a scheduler's entry shows.
 const NEXT_RUNS: usize = 5;
+/// How many recorded runs a function's entry shows.
+const RECENT_RUNS: i64 = 20;
 
 #[derive(Serialize)]
 struct FunctionView<'a> {
@@ -129,8 +131,13 @@ pub async fn get_function(
         .into_iter()
         .find(|v| v.name == Some(name.as_str()))
         .ok_or_else(|| ApiError::not_found(format!("no function named {name:?}")))?;
+    let runs = match state.store.recent_runs(&name, RECENT_RUNS).await {
+        Ok(runs) => json!(runs),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
     Ok(Json(json!({
         "function": view,
+        "runs": runs,
         "reloads": reloads(&snap),
     })))
 }

@@ -24,6 +24,8 @@ pub fn config(dir: &Path) -> RunnerConfig {
         listen: "127.0.0.1:0".parse().expect("addr"),
         functions_dir: dir.join("functions.d"),
         exports_dir: dir.join("exports"),
+        database_url: format!("sqlite://{}", dir.join("app.db").display()),
+        state_url: format!("sqlite://{}", dir.join("functiond.db").display()),
         debounce: Duration::from_millis(50),
         poll_interval: Duration::from_millis(100),
         drain_timeout: Duration::from_secs(5),

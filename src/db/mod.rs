@@ -1,0 +1,420 @@
+//! The application database (`[database] url`): what flows (`db.query`, `db.execute`) and
+//! scheduler tasks (`sql`, `export`) run against.
+//!
+//! Why the native drivers and not sqlx's `Any`: `Any` only knows null, booleans, integers, floats,
+//! text and blobs, so PostgreSQL NUMERIC, TIMESTAMPTZ, JSONB, UUID and SQLite DATE/DATETIME
+//! columns would fail to decode. Each driver instead decodes into one shared value type,
+//! [`Cell`] (see [`value`] for the mapping to JSON, CSV and XLSX).
+//!
+//! SQL comes from function files, so it is not a literal: it is wrapped in [`AssertSqlSafe`].
+//! That is sound because values never go into SQL text — they are bound parameters, with the
+//! database's own placeholders (`?` for SQLite, `$1, $2, …` for PostgreSQL).
+//!
+//! # Parameters
+//!
+//! `params` are JSON values (what a flow passes to `db.query(sql, params)`):
+//!
+//! - SQLite binds them as they are: `null` → NULL, booleans → 1/0, integers → INTEGER, other
+//!   numbers → REAL, strings → TEXT, arrays and objects → their JSON text.
+//! - PostgreSQL first prepares the statement to learn the type it infers for each `$n`, then
+//!   converts the value to that type: numbers or numeric strings for `int2/int4/int8`, `float4/8`
+//!   and `numeric`; booleans (or `"true"`, `"f"`, `1`, …) for `bool`; ISO 8601 strings for `date`,
+//!   `time`, `timestamp` and `timestamptz` (a date-time without an offset is taken as UTC; one
+//!   with an offset is converted to UTC for `timestamp`); any JSON value for `json/jsonb` (a
+//!   string becomes a JSON string); UUID strings for `uuid`; base64 strings for `bytea`; anything
+//!   for text types (non-strings as their JSON text); JSON arrays for `int2[]`, `int4[]`,
+//!   `int8[]`, `float4[]`, `float8[]`, `numeric[]`, `text[]`, `bool[]`, `uuid[]`. Enums and domains
+//!   work like their labels and base types. Other types are refused with a hint to cast in SQL
+//!   (`$1::text::inet`, `name = ANY($1::text[])` for a `varchar` column).
+//!
+//! Results for exports are streamed ([`Database::stream`]): the column names come from preparing
+//! the statement (so a zero-row result still has a header) and rows are decoded one at a time,
+//! never collected.
+
+mod error;
+mod postgres;
+mod sqlite;
+pub mod value;
+
+use std::pin::Pin;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::stream::{BoxStream, Stream, StreamExt as _};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, Column as _, Either, Executor as _, Row as _, SqlSafeStr as _};
+use sqlx::{ConnectOptions as _, Connection as _};
+use sqlx::{Statement as _, TypeInfo as _};
+
+pub use error::{redact_url, DbError, SqlPosition};
+pub use value::Cell;
+
+/// How long a statement waits for a locked SQLite database before failing with "database is
+/// locked".
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// SQLite allows one writer at a time; a few connections let readers (flows, exports) proceed
+/// while a writer works (WAL mode).
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+const PG_MAX_CONNECTIONS: u32 = 10;
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection pool to the application database. Cloning is cheap (the pool is shared).
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One result column: its name and the type the database reports for it (SQLite: the declared
+/// type such as `DATE`, or `NULL` for an expression; PostgreSQL: e.g. `INT4`, `TIMESTAMPTZ`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub type_name: String,
+}
+
+impl Database {
+    /// Opens a pool for `url` and checks that one connection works.
+    ///
+    /// - `sqlite://path` or `sqlite:path` (relative to the working directory; the parent folder and
+    ///   the file are created when missing; WAL journal, 10 s busy timeout, foreign keys on),
+    ///   `sqlite:///absolute/path`, `sqlite::memory:` (one private in-memory database shared by
+    ///   the pool through a single connection).
+    /// - `postgres://…` or `postgresql://…` (libpq-style URL and options).
+    pub async fn connect(url: &str) -> Result<Database, DbError> {
+        let shown = redact_url(url);
+        let connect_err = |e: sqlx::Error| DbError::Connect {
+            url: shown.clone(),
+            message: e.to_string(),
+        };
+        let url_err = |message: String| DbError::Url {
+            url: shown.clone(),
+            message,
+        };
+        if url.starts_with("sqlite:") {
+            let memory = is_sqlite_memory(url);
+            let mut options = SqliteConnectOptions::from_str(url)
+                .map_err(|e| url_err(e.to_string()))?
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                .foreign_keys(true);
+            let mut pool = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+            if memory {
+                // Each connection to `:memory:` would be its own database: keep exactly one,
+                // forever.
+                pool = pool
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None);
+            } else {
+                options = options
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal);
+                if let Some(parent) = options.get_filename().parent() {
+                    if !parent.as_os_str().is_empty() {
+                        tokio::fs::create_dir_all(parent)
+                            .await
+                            .map_err(|e| DbError::Connect {
+                                url: shown.clone(),
+                                message: format!("cannot create folder {}: {e}", parent.display()),
+                            })?;
+                    }
+                }
+                pool = pool.max_connections(SQLITE_MAX_CONNECTIONS);
+            }
+            let pool = pool.connect_with(options).await.map_err(connect_err)?;
+            Ok(Database::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(|e| url_err(e.to_string()))?;
+            // One direct attempt first: the pool would keep retrying a refused connection until
+            // its acquire timeout, while a wrong host or password should be reported at once.
+            let probe = options.connect().await.map_err(connect_err)?;
+            let _ = probe.close().await;
+            let pool = PgPoolOptions::new()
+                .max_connections(PG_MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_lazy_with(options);
+            Ok(Database::Postgres(pool))
+        } else {
+            Err(url_err(
+                "expected sqlite://…, sqlite::memory:, postgres://… or postgresql://…".into(),
+            ))
+        }
+    }
+
+    /// `"sqlite"` or `"postgres"`, for messages and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Sqlite(_) => "sqlite",
+            Database::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Runs a script of one or more `;`-separated statements (a `sql` task) and returns the sum
+    /// of the rows they changed. Rows returned by a `SELECT` are discarded.
+    ///
+    /// The script is one transaction on both databases: PostgreSQL runs a multi-statement
+    /// script in one implicit transaction; on SQLite it is wrapped in `BEGIN IMMEDIATE … COMMIT`,
+    /// unless it manages transactions itself (then it runs as written). After a failure an open
+    /// transaction is rolled back, so the connection goes back to the pool clean.
+    pub async fn execute_script(&self, sql: &str) -> Result<u64, DbError> {
+        let err = |e| DbError::from_sqlx(e, sql);
+        match self {
+            Database::Sqlite(pool) => {
+                let mut conn = pool.acquire().await.map_err(err)?;
+                conn.execute("BEGIN IMMEDIATE").await.map_err(err)?;
+                let wrapped = async {
+                    let done = sqlx::raw_sql(AssertSqlSafe(sql))
+                        .execute(&mut *conn)
+                        .await?;
+                    conn.execute("COMMIT").await?;
+                    Ok::<_, sqlx::Error>(done.rows_affected())
+                }
+                .await;
+                match wrapped {
+                    Ok(rows) => Ok(rows),
+                    Err(e) => {
+                        let _ = conn.execute("ROLLBACK").await;
+                        if !manages_transactions(&e) {
+                            return Err(err(e));
+                        }
+                        let result = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await;
+                        match result {
+                            Ok(done) => Ok(done.rows_affected()),
+                            Err(e) => {
+                                let _ = conn.execute("ROLLBACK").await;
+                                Err(err(e))
+                            }
+                        }
+                    }
+                }
+            }
+            Database::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(err)?;
+                match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+                    Ok(done) => Ok(done.rows_affected()),
+                    Err(e) => {
+                        // Only matters when the script opened a transaction itself.
+                        let _ = conn.execute("ROLLBACK").await;
+                        Err(err(e))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one statement with bound parameters and returns all rows as JSON objects keyed by
+    /// column name (a repeated name keeps the last column's value). Values follow the mapping in
+    /// [`value`].
+    pub async fn query_json(
+        &self,
+        sql: &str,
+        params: &[serde_json::Value],
+    ) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, DbError> {
+        let err = |e| DbError::from_sqlx(e, sql);
+        let mut cells = Vec::new();
+        let mut out = Vec::new();
+        let mut to_object = |names: &mut dyn Iterator<Item = String>, cells: &mut Vec<Cell>| {
+            let map = names.zip(cells.drain(..).map(Cell::into_json)).collect();
+            out.push(map);
+        };
+        match self {
+            Database::Sqlite(pool) => {
+                let args = sqlite::bind(params)?;
+                let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(err)?;
+                for row in &rows {
+                    sqlite::decode_row(row, &mut cells)?;
+                    let mut names = row.columns().iter().map(|c| c.name().to_owned());
+                    to_object(&mut names, &mut cells);
+                }
+            }
+            Database::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(err)?;
+                let args = pg_args(&mut conn, sql, params).await?;
+                let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(err)?;
+                for row in &rows {
+                    postgres::decode_row(row, &mut cells)?;
+                    let mut names = row.columns().iter().map(|c| c.name().to_owned());
+                    to_object(&mut names, &mut cells);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one statement with bound parameters and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: &[serde_json::Value]) -> Result<u64, DbError> {
+        let err = |e| DbError::from_sqlx(e, sql);
+        match self {
+            Database::Sqlite(pool) => {
+                let args = sqlite::bind(params)?;
+                let done = sqlx::query_with(AssertSqlSafe(sql), args)
+                    .execute(pool)
+                    .await
+                    .map_err(err)?;
+                Ok(done.rows_affected())
+            }
+            Database::Postgres(pool) => {
+                let mut conn = pool.acquire().await.map_err(err)?;
+                let args = pg_args(&mut conn, sql, params).await?;
+                let done = sqlx::query_with(AssertSqlSafe(sql), args)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(err)?;
+                Ok(done.rows_affected())
+            }
+        }
+    }
+
+    /// Starts one query (no parameters) for streaming. Resolves once the statement is prepared,
+    /// so SQL errors surface here and [`RowStream::columns`] is known even when no row follows;
+    /// rows are then read one at a time as the stream is polled. Holds one pooled connection
+    /// until the stream is dropped.
+    pub async fn stream(&self, sql: &str) -> Result<RowStream, DbError> {
+        let err = |e| DbError::from_sqlx(e, sql);
+        let columns_of = |cols: &mut dyn Iterator<Item = (String, String)>| -> Arc<[Column]> {
+            cols.map(|(name, type_name)| Column { name, type_name })
+                .collect()
+        };
+        match self {
+            Database::Sqlite(pool) => {
+                let stmt = pool
+                    .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+                    .await
+                    .map_err(err)?;
+                let columns = columns_of(
+                    &mut stmt
+                        .columns()
+                        .iter()
+                        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned())),
+                );
+                let rows = pool.fetch(sqlx::query(AssertSqlSafe(sql.to_owned())));
+                Ok(RowStream {
+                    columns,
+                    sql: sql.into(),
+                    rows: Rows::Sqlite(rows),
+                })
+            }
+            Database::Postgres(pool) => {
+                let stmt = pool
+                    .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+                    .await
+                    .map_err(err)?;
+                let columns = columns_of(
+                    &mut stmt
+                        .columns()
+                        .iter()
+                        .map(|c| (c.name().to_owned(), c.type_info().name().to_owned())),
+                );
+                let rows = pool.fetch(sqlx::query(AssertSqlSafe(sql.to_owned())));
+                Ok(RowStream {
+                    columns,
+                    sql: sql.into(),
+                    rows: Rows::Postgres(rows),
+                })
+            }
+        }
+    }
+
+    /// Closes every connection (waits for the ones in use to be returned).
+    pub async fn close(&self) {
+        match self {
+            Database::Sqlite(pool) => pool.close().await,
+            Database::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Prepares `sql` on `conn` (cached per connection) to learn the parameter types the server
+/// inferred, and converts `params` to them.
+async fn pg_args(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    sql: &str,
+    params: &[serde_json::Value],
+) -> Result<sqlx::postgres::PgArguments, DbError> {
+    let stmt = conn
+        .prepare(AssertSqlSafe(sql.to_owned()).into_sql_str())
+        .await
+        .map_err(|e| DbError::from_sqlx(e, sql))?;
+    let types = match stmt.parameters() {
+        Some(Either::Left(types)) => types,
+        _ => &[],
+    };
+    postgres::bind(params, types)
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
+    let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
+    db == ":memory:" || query.split('&').any(|kv| kv == "mode=memory")
+}
+
+/// A script error that means "this script handles transactions itself", so it must not run
+/// inside our `BEGIN … COMMIT`.
+fn manages_transactions(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            let m = db.message();
+            m.contains("within a transaction") || m.contains("inside a transaction")
+        }
+        _ => false,
+    }
+}
+
+/// Rows of one query, decoded as they arrive. See [`Database::stream`].
+pub struct RowStream {
+    columns: Arc<[Column]>,
+    sql: Arc<str>,
+    rows: Rows,
+}
+
+enum Rows {
+    Sqlite(BoxStream<'static, Result<SqliteRow, sqlx::Error>>),
+    Postgres(BoxStream<'static, Result<PgRow, sqlx::Error>>),
+}
+
+impl RowStream {
+    /// The result's columns, in order; known before the first row.
+    pub fn columns(&self) -> &[Column] {
+        &self.columns
+    }
+}
+
+impl Stream for RowStream {
+    type Item = Result<Vec<Cell>, DbError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let width = this.columns.len();
+        let sql = &this.sql;
+        let decoded = match &mut this.rows {
+            Rows::Sqlite(rows) => futures::ready!(rows.poll_next_unpin(cx)).map(|row| {
+                let row = row.map_err(|e| DbError::from_sqlx(e, sql))?;
+                let mut cells = Vec::with_capacity(width);
+                sqlite::decode_row(&row, &mut cells).map(|()| cells)
+            }),
+            Rows::Postgres(rows) => futures::ready!(rows.poll_next_unpin(cx)).map(|row| {
+                let row = row.map_err(|e| DbError::from_sqlx(e, sql))?;
+                let mut cells = Vec::with_capacity(width);
+                postgres::decode_row(&row, &mut cells).map(|()| cells)
+            }),
+        };
+        Poll::Ready(decoded)
+    }
+}
+
+#[cfg(test)]
+mod tests;

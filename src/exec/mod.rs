@@ -1,0 +1,7 @@
+//! Executors: what runs a function's work. Each takes validated `config::model` types only.
+
+pub mod export;
+pub mod mail;
+pub mod shell;
+pub mod sql_split;
+pub mod task;

@@ -1,0 +1,193 @@
+//! The scheduler's [`Executor`]: claims a tick in the state database, runs the task, records the
+//! run, and counts it in the metrics. [`execute_and_record`] is also what `functiond run` uses.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use tracing::{debug, info, warn};
+
+use super::clock::Clock;
+use super::engine::{Executor, Tick};
+use crate::config::model::FunctionKind;
+use crate::db::Database;
+use crate::exec::mail::Mailer;
+use crate::exec::task::{run_task, TaskContext};
+use crate::snapshot::LoadedFunction;
+use crate::store::{RunRecord, RunStatus, Store};
+use crate::telemetry::Metrics;
+
+/// Everything a scheduled run needs; cheap to clone.
+#[derive(Clone)]
+pub struct TaskRunner {
+    pub store: Store,
+    pub db: Database,
+    pub exports_dir: std::path::PathBuf,
+    pub mailer: Option<Mailer>,
+    pub metrics: Metrics,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl TaskRunner {
+    fn context(&self, f: &LoadedFunction, at: DateTime<Utc>) -> Option<TaskContext> {
+        let FunctionKind::Scheduler(s) = &f.function.kind else {
+            return None;
+        };
+        Some(TaskContext {
+            function: f.function.name.clone(),
+            db: self.db.clone(),
+            exports_dir: self.exports_dir.clone(),
+            mailer: self.mailer.clone(),
+            at,
+            timezone: s.schedule.timezone,
+        })
+    }
+}
+
+/// Runs a scheduler function's task now and records the run; the one path for scheduled and
+/// manual runs.
+pub async fn execute_and_record(
+    store: &Store,
+    f: &LoadedFunction,
+    ctx: &TaskContext,
+    trigger: &str,
+    scheduled_for: Option<DateTime<Utc>>,
+    progress: &mut (dyn FnMut(u64) + Send),
+) -> RunRecord {
+    let FunctionKind::Scheduler(s) = &f.function.kind else {
+        return record(
+            f,
+            trigger,
+            scheduled_for,
+            RunStatus::Failed,
+            Some("not a scheduler function".into()),
+        );
+    };
+    let mut run = record(f, trigger, scheduled_for, RunStatus::Running, None);
+    if let Err(e) = store.insert_run(&run).await {
+        warn!(function = %f.function.name, error = %e, "cannot record the start of a run");
+    }
+    let started = std::time::Instant::now();
+    let result = run_task(&s.task, ctx, progress).await;
+    run.finished_at = Some(Utc::now());
+    run.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    run.status = result.status;
+    run.output = result.output;
+    run.error = result.error;
+    run.rows_affected = result.rows_affected;
+    run.file = result.file;
+    if let Err(e) = store.finish_run(&run).await {
+        warn!(function = %f.function.name, error = %e, "cannot record the end of a run");
+    }
+    if let Err(e) = store.prune(&f.function.name).await {
+        debug!(function = %f.function.name, error = %e, "pruning run history failed");
+    }
+    run
+}
+
+fn record(
+    f: &LoadedFunction,
+    trigger: &str,
+    scheduled_for: Option<DateTime<Utc>>,
+    status: RunStatus,
+    error: Option<String>,
+) -> RunRecord {
+    RunRecord {
+        id: uuid::Uuid::now_v7().to_string(),
+        function: f.function.name.clone(),
+        kind: f.function.kind.type_name().to_owned(),
+        version: f.hash.clone(),
+        trigger: trigger.to_owned(),
+        request_id: None,
+        scheduled_for,
+        started_at: Utc::now(),
+        finished_at: (status != RunStatus::Running).then(Utc::now),
+        status,
+        duration_ms: None,
+        output: None,
+        error,
+        rows_affected: None,
+        file: None,
+    }
+}
+
+impl Executor for TaskRunner {
+    fn run(&self, tick: Tick) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let f = &tick.function;
+            let name = &f.function.name;
+            match this.store.claim_tick(name, tick.scheduled_for).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    debug!(function = %name, tick = %tick.scheduled_for, "tick already claimed; not running it again");
+                    return;
+                }
+                Err(e) => {
+                    // Without the state database there is no once-only guarantee: do not run.
+                    warn!(function = %name, tick = %tick.scheduled_for, error = %e, "cannot claim tick; skipping it");
+                    return;
+                }
+            }
+            let lateness = (this.clock.now() - tick.scheduled_for)
+                .to_std()
+                .unwrap_or_default();
+            let Some(ctx) = this.context(f, tick.scheduled_for) else {
+                return;
+            };
+            let trigger = if tick.catch_up {
+                "catch_up"
+            } else {
+                "schedule"
+            };
+            let run = execute_and_record(
+                &this.store,
+                f,
+                &ctx,
+                trigger,
+                Some(tick.scheduled_for),
+                &mut |_| {},
+            )
+            .await;
+            this.metrics.observe_scheduled_run(
+                name,
+                run.status.as_str(),
+                run.duration_ms.unwrap_or(0.0) / 1000.0,
+                lateness.as_secs_f64(),
+            );
+            match run.status {
+                RunStatus::Succeeded => {
+                    info!(function = %name, tick = %tick.scheduled_for, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
+                }
+                _ => {
+                    warn!(function = %name, tick = %tick.scheduled_for, status = run.status.as_str(), error = run.error, "scheduled run failed")
+                }
+            }
+        })
+    }
+
+    fn skip(&self, tick: Tick) -> BoxFuture<'static, ()> {
+        let this = self.clone();
+        Box::pin(async move {
+            let f = &tick.function;
+            let run = record(
+                f,
+                "schedule",
+                Some(tick.scheduled_for),
+                RunStatus::Skipped,
+                Some("the previous run was still running (overlap = \"skip\")".into()),
+            );
+            if let Err(e) = this.store.insert_run(&run).await {
+                warn!(function = %f.function.name, error = %e, "cannot record a skipped tick");
+            }
+            this.metrics
+                .observe_scheduled_run(&f.function.name, "skipped", 0.0, 0.0);
+            info!(function = %f.function.name, tick = %tick.scheduled_for, "tick skipped: previous run still running");
+        })
+    }
+
+    fn last_tick(&self, function: String) -> BoxFuture<'static, Option<DateTime<Utc>>> {
+        let store = self.store.clone();
+        Box::pin(async move { store.last_tick(&function).await.ok().flatten() })
+    }
+}
