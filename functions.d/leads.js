@@ -18,11 +18,12 @@ if (missing.length > 0) {
        created_at TEXT NOT NULL DEFAULT (datetime('now')))`,
     [],
   );
-  await db.execute(
-    "INSERT INTO leads (name, email, phone, product) VALUES (?, ?, ?, ?)",
+  // Each db call may run on a different pooled connection: take the id from RETURNING, not from
+  // last_insert_rowid().
+  const [row] = await db.query(
+    "INSERT INTO leads (name, email, phone, product) VALUES (?, ?, ?, ?) RETURNING id",
     [lead.name, lead.email, lead.phone, lead.product],
   );
-  const [row] = await db.query("SELECT last_insert_rowid() AS id", []);
   console.info("new lead", row.id, lead.product);
   setWebhookResponse({ status: 201, body: { id: row.id } });
 }

@@ -16,6 +16,8 @@ use crate::config::model::Secret;
 use crate::config::runner::{RunnerConfig, TokenSource};
 use crate::config::Schemas;
 use crate::db::Database;
+use crate::exec::host::FlowHost;
+use crate::exec::js::{JsPool, PoolConfig};
 use crate::exec::mail::Mailer;
 use crate::http::{self, AppState};
 use crate::scheduler::clock::{Clock, SystemClock};
@@ -25,7 +27,7 @@ use crate::shutdown::{self, Shutdown, ShutdownTrigger};
 use crate::snapshot::Trigger;
 use crate::source::reload::Reloader;
 use crate::source::watch::{self, WatchSettings};
-use crate::store::Store;
+use crate::store::{RunWriter, Store};
 use crate::telemetry::Metrics;
 use crate::{Error, Result};
 
@@ -91,12 +93,24 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
     }
 
     let metrics = Metrics::new();
+    let js = JsPool::new(PoolConfig::default())
+        .map_err(|e| Error::Internal(format!("cannot start the flow workers: {e}")))?;
+    let (runs, runs_task) = RunWriter::spawn(store.clone(), shutdown.clone());
     let state = AppState {
         snapshots: snapshots.clone(),
         metrics: metrics.clone(),
         api_token,
         store: store.clone(),
         exports_dir: config.exports_dir.clone(),
+        js,
+        host: FlowHost {
+            db: db.clone(),
+            http: FlowHost::http_client(),
+            events: Arc::new(store.clone()),
+            source: String::new(),
+        },
+        runs,
+        limits: Default::default(),
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runner = TaskRunner {
@@ -105,11 +119,11 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
         exports_dir: config.exports_dir.clone(),
         mailer: Some(mailer),
         metrics: metrics.clone(),
-        clock: clock.clone(),
     };
     let engine = Engine::new(clock, Arc::new(runner));
     let workers = vec![
         watcher,
+        runs_task,
         tokio::spawn(reloader.run(reload_rx, shutdown.clone())),
         tokio::spawn(observe_snapshots(
             snapshots.clone(),

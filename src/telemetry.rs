@@ -49,6 +49,12 @@ struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    function: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
     function: String,
 }
@@ -65,6 +71,8 @@ pub struct Metrics {
     schedule_runs: Family<RunLabels, Counter>,
     schedule_seconds: Family<FunctionLabel, Histogram>,
     schedule_lateness: Histogram,
+    webhook_requests: Family<StatusLabels, Counter>,
+    webhook_seconds: Family<FunctionLabel, Histogram>,
     /// The newest reload generation already counted.
     counted: Arc<Mutex<u64>>,
 }
@@ -128,8 +136,26 @@ impl Metrics {
             "How long after its tick a scheduled run started",
             schedule_lateness.clone(),
         );
+        let webhook_requests = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "functiond_webhook_requests",
+            "Webhook requests, by function and HTTP status",
+            webhook_requests.clone(),
+        );
+        let webhook_seconds = Family::<FunctionLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ])
+        });
+        registry.register(
+            "functiond_webhook_duration_seconds",
+            "Webhook request latency, from routing to response",
+            webhook_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            webhook_requests,
+            webhook_seconds,
             schedule_runs,
             schedule_seconds,
             schedule_lateness,
@@ -199,6 +225,19 @@ impl Metrics {
             self.schedule_seconds.get_or_create(&f).observe(seconds);
             self.schedule_lateness.observe(lateness);
         }
+    }
+
+    /// Counts one webhook request.
+    pub fn observe_webhook(&self, function: &str, status: u16, seconds: f64) {
+        let labels = StatusLabels {
+            function: function.into(),
+            status,
+        };
+        self.webhook_requests.get_or_create(&labels).inc();
+        let f = FunctionLabel {
+            function: function.into(),
+        };
+        self.webhook_seconds.get_or_create(&f).observe(seconds);
     }
 
     /// The OpenMetrics text exposition.

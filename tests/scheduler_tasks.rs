@@ -11,7 +11,6 @@ use functiond::config::Schemas;
 use functiond::db::Database;
 use functiond::exec::mail::Mailer;
 use functiond::exec::task::TaskContext;
-use functiond::scheduler::clock::ManualClock;
 use functiond::scheduler::engine::{Executor, Tick};
 use functiond::scheduler::runner::{execute_and_record, TaskRunner};
 use functiond::snapshot::{self, LoadedFunction, Trigger};
@@ -394,7 +393,6 @@ async fn a_tick_runs_once_across_replicas(env: Env) {
         "job.toml",
         &scheduler(&name, "kind = \"sql\"\nsql = \"SELECT 1\""),
     )]);
-    let clock = ManualClock::new(Utc::now());
     // Two runners sharing one state database, as two replicas would.
     let replica = || TaskRunner {
         store: env.store.clone(),
@@ -402,7 +400,6 @@ async fn a_tick_runs_once_across_replicas(env: Env) {
         exports_dir: env.dir.path().join("exports"),
         mailer: None,
         metrics: Metrics::new(),
-        clock: Arc::new(clock.clone()),
     };
     let (a, b) = (replica(), replica());
     let tick = Utc
@@ -413,6 +410,7 @@ async fn a_tick_runs_once_across_replicas(env: Env) {
         function: f.clone(),
         scheduled_for: tick,
         catch_up: false,
+        fired_at: tick,
     };
     tokio::join!(a.run(t()), b.run(t()));
     a.run(t()).await;

@@ -257,6 +257,7 @@ impl Cx<'_> {
         let raw = raw.unwrap_or(RawWebhook {
             methods: None,
             max_body_bytes: None,
+            max_concurrency: None,
             auth: None,
         });
         let mut methods = raw.methods.unwrap_or_else(|| HttpMethod::ALL.to_vec());
@@ -281,6 +282,9 @@ impl Cx<'_> {
             flow,
             methods,
             max_body_bytes,
+            max_concurrency: raw
+                .max_concurrency
+                .map_or(DEFAULT_MAX_CONCURRENCY, |m| m.get()) as usize,
             auth,
         }
     }

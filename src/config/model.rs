@@ -58,6 +58,7 @@ pub struct Flow {
 pub const DEFAULT_FLOW_TIMEOUT: Duration = Duration::from_millis(10_000);
 pub const DEFAULT_FLOW_MEMORY_MB: u32 = 64;
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 1024 * 1024;
+pub const DEFAULT_MAX_CONCURRENCY: u32 = 64;
 
 #[derive(Debug, Clone)]
 pub struct Webhook {
@@ -65,6 +66,8 @@ pub struct Webhook {
     /// Sorted, without duplicates; never empty.
     pub methods: Vec<HttpMethod>,
     pub max_body_bytes: u64,
+    /// Runs of this webhook at once; past it requests get 503.
+    pub max_concurrency: usize,
     pub auth: Option<Auth>,
 }
 

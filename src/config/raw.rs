@@ -228,6 +228,7 @@ impl HttpMethod {
 pub struct RawWebhook {
     pub methods: Option<Vec<HttpMethod>>,
     pub max_body_bytes: Option<NonZeroU64>,
+    pub max_concurrency: Option<NonZeroU32>,
     pub auth: Option<RawAuth>,
 }
 

@@ -10,9 +10,10 @@ use sqlx::{Arguments, Column as _, Decode, Row, Sqlite, TypeInfo, ValueRef};
 use super::value::{parse_date, parse_datetime, parse_time, Cell};
 use super::DbError;
 
-/// The declared type as sqlx reports it, reduced to what changes decoding.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Declared {
+/// The declared type, reduced to what changes decoding. Accepts both sqlx's normalized names
+/// and the raw declared type, with sqlx's rules (exact names only: `DATE`, not `DATE(10)`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Declared {
     Other,
     Bool,
     Date,
@@ -20,67 +21,42 @@ enum Declared {
     DateTime,
 }
 
-fn declared(name: &str) -> Declared {
-    match name {
-        "BOOLEAN" => Declared::Bool,
-        "DATE" => Declared::Date,
-        "TIME" => Declared::Time,
-        "DATETIME" => Declared::DateTime,
-        _ => Declared::Other,
+pub(crate) fn declared(name: &str) -> Declared {
+    let is = |s: &str| name.eq_ignore_ascii_case(s);
+    if is("boolean") || is("bool") {
+        Declared::Bool
+    } else if is("date") {
+        Declared::Date
+    } else if is("time") {
+        Declared::Time
+    } else if is("datetime") || is("timestamp") {
+        Declared::DateTime
+    } else {
+        Declared::Other
     }
 }
 
-/// Decodes every value of `row`, appending to `out`.
-pub(crate) fn decode_row(row: &SqliteRow, out: &mut Vec<Cell>) -> Result<(), DbError> {
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = row.try_get_raw(i).map_err(|e| DbError::from_sqlx(e, ""))?;
-        let decl = declared(column.type_info().name());
-        out.push(
-            decode_value(value, decl).map_err(|message| DbError::Decode {
-                column: column.name().to_owned(),
-                message,
-            })?,
-        );
-    }
-    Ok(())
+/// One SQLite value by storage class, borrowed from whichever driver read it.
+pub(crate) enum Raw<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a [u8]),
+    Blob(&'a [u8]),
 }
 
-enum Class {
-    Integer,
-    Real,
-    Text,
-    Blob,
-}
-
-fn decode_value(value: SqliteValueRef<'_>, decl: Declared) -> Result<Cell, String> {
-    if value.is_null() {
-        return Ok(Cell::Null);
-    }
-    // Not null, so this is the value's storage class, not the declared type.
-    let class = match value.type_info().name() {
-        "INTEGER" => Class::Integer,
-        "REAL" => Class::Real,
-        "BLOB" => Class::Blob,
-        _ => Class::Text,
-    };
-    let cell = match class {
-        Class::Integer => {
-            let n = <i64 as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?;
-            match (decl, n) {
-                (Declared::Bool, 0 | 1) => Cell::Bool(n == 1),
-                _ => Cell::Int(n),
-            }
-        }
-        Class::Real => {
-            Cell::Float(<f64 as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?)
-        }
-        Class::Blob => Cell::Bytes(
-            <&[u8] as Decode<Sqlite>>::decode(value)
-                .map_err(|e| e.to_string())?
-                .to_vec(),
-        ),
-        Class::Text => {
-            let s = <&str as Decode<Sqlite>>::decode(value).map_err(|e| e.to_string())?;
+/// The typing rules of [`super::value`]: storage class first, refined by the declared type.
+pub(crate) fn to_cell(raw: Raw<'_>, decl: Declared) -> Result<Cell, String> {
+    Ok(match raw {
+        Raw::Null => Cell::Null,
+        Raw::Integer(n) => match (decl, n) {
+            (Declared::Bool, 0 | 1) => Cell::Bool(n == 1),
+            _ => Cell::Int(n),
+        },
+        Raw::Real(f) => Cell::Float(f),
+        Raw::Blob(b) => Cell::Bytes(b.to_vec()),
+        Raw::Text(bytes) => {
+            let s = std::str::from_utf8(bytes).map_err(|e| format!("text is not UTF-8: {e}"))?;
             let typed = match decl {
                 Declared::Other => None,
                 Declared::Bool => match s {
@@ -94,8 +70,48 @@ fn decode_value(value: SqliteValueRef<'_>, decl: Declared) -> Result<Cell, Strin
             };
             typed.unwrap_or_else(|| Cell::Text(s.to_owned()))
         }
+    })
+}
+
+/// Decodes every value of `row` (read through sqlx), appending to `out`.
+pub(crate) fn decode_row(row: &SqliteRow, out: &mut Vec<Cell>) -> Result<(), DbError> {
+    for (i, column) in row.columns().iter().enumerate() {
+        let value = row.try_get_raw(i).map_err(|e| DbError::from_sqlx(e, ""))?;
+        let decl = declared(column.type_info().name());
+        out.push(
+            raw_of(value)
+                .and_then(|raw| to_cell(raw, decl))
+                .map_err(|message| DbError::Decode {
+                    column: column.name().to_owned(),
+                    message,
+                })?,
+        );
+    }
+    Ok(())
+}
+
+fn raw_of(value: SqliteValueRef<'_>) -> Result<Raw<'_>, String> {
+    if value.is_null() {
+        return Ok(Raw::Null);
+    }
+    let e = |e: sqlx::error::BoxDynError| e.to_string();
+    // Not null, so this is the value's storage class, not the declared type.
+    let class = match value.type_info().name() {
+        "INTEGER" => 0,
+        "REAL" => 1,
+        "BLOB" => 2,
+        _ => 3,
     };
-    Ok(cell)
+    Ok(match class {
+        0 => Raw::Integer(<i64 as Decode<Sqlite>>::decode(value).map_err(e)?),
+        1 => Raw::Real(<f64 as Decode<Sqlite>>::decode(value).map_err(e)?),
+        2 => Raw::Blob(<&[u8] as Decode<Sqlite>>::decode(value).map_err(e)?),
+        _ => Raw::Text(
+            <&str as Decode<Sqlite>>::decode(value)
+                .map_err(e)?
+                .as_bytes(),
+        ),
+    })
 }
 
 /// Binds JSON values for `?` placeholders: null, booleans (as 0/1), integers, other numbers as

@@ -15,7 +15,9 @@
 //!   only when needed with `"` doubled (RFC 4180), records ended by CRLF (RFC 4180; every
 //!   spreadsheet and CSV library reads it), NULL as an empty field.
 //! - **XLSX**: one sheet, bold header row, numbers, booleans, dates and date-times as real Excel
-//!   values with `yyyy-mm-dd` / `yyyy-mm-dd hh:mm:ss` / `hh:mm:ss` formats, NULL as an empty cell.
+//!   values with `yyyy-mm-dd` / `yyyy-mm-dd hh:mm:ss` / `hh:mm:ss` formats, NULL as an empty cell;
+//!   date and date-time columns are widened so Excel does not show `####`. Text is stored inline
+//!   (constant-memory mode has no shared-string table) and the zip uses deflate level 4.
 //!   Excel's limits: more than 1,048,575 data rows (1,048,576 with the header) is an error —
 //!   better no report than a silently cut one; text longer than 32,767 characters is cut to
 //!   32,767 (counted as Excel does, in UTF-16 units) and a warning is logged with the count of
@@ -43,6 +45,10 @@ pub const XLSX_MAX_ROWS: u64 = 1_048_575;
 pub const XLSX_MAX_COLUMNS: usize = 16_384;
 /// Excel's cell text limit, in UTF-16 units.
 pub const XLSX_MAX_CELL_CHARS: usize = 32_767;
+/// Deflate level for the XLSX zip. Compression is most of an XLSX export's time: on the 1M-row
+/// benchmark level 6 (the default) took 7.0 s, level 4 4.8 s for a file 0.5 % larger, level 2
+/// 3.4 s for 12 % larger.
+const XLSX_ZIP_LEVEL: u8 = 4;
 /// Rows per message to the writer thread; with the channel depth this bounds rows in flight.
 const BATCH_ROWS: usize = 1_000;
 const CHANNEL_BATCHES: usize = 4;
@@ -334,6 +340,7 @@ impl XlsxSink {
     fn new(file: File, columns: &[Column], tempdir: &Path) -> Result<XlsxSink, ExportError> {
         let mut workbook = Workbook::new();
         workbook.set_tempdir(tempdir).map_err(xlsx_err)?;
+        workbook.set_zip_compression_level(XLSX_ZIP_LEVEL);
         let sheet = workbook
             .add_worksheet_with_constant_memory()
             .map_err(xlsx_err)?;

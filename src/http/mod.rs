@@ -1,10 +1,13 @@
 //! The HTTP surface: one router, built by [`router`] from an [`AppState`] so tests can drive it
 //! without a socket.
 
+pub mod auth;
 pub mod error;
 pub mod exports;
+pub mod limits;
 pub mod request_id;
 pub mod status;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,16 +16,19 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::Router;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::config::model::Secret;
+use crate::exec::host::FlowHost;
+use crate::exec::js::{Host, JsPool};
 use crate::snapshot::Snapshot;
-use crate::store::Store;
+use crate::store::{RunWriter, Store};
 use crate::telemetry::Metrics;
 pub use error::ApiError;
+use limits::Limits;
 
 /// What handlers share; cheap to clone.
 #[derive(Clone)]
@@ -33,6 +39,11 @@ pub struct AppState {
     pub api_token: Option<Secret>,
     pub store: Store,
     pub exports_dir: PathBuf,
+    pub js: JsPool,
+    /// What flows' activities run against (`source` is set per function).
+    pub host: FlowHost,
+    pub runs: RunWriter,
+    pub limits: Limits,
 }
 
 impl AppState {
@@ -40,6 +51,13 @@ impl AppState {
     /// works with it, whatever reloads happen meanwhile.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshots.borrow().clone()
+    }
+
+    /// The activities of one webhook's runs.
+    pub fn host_for(&self, function: &str) -> Arc<dyn Host> {
+        let mut host = self.host.clone();
+        host.source = format!("webhook:{function}");
+        Arc::new(host)
     }
 }
 
@@ -49,8 +67,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/functions/{name}", get(status::get_function))
         .route("/api/exports/{name}/{file}", get(exports::download))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    // Every method reaches the handler, which answers 404 or 405 (with the function's `Allow`).
+    let webhooks = Router::new().route("/api/webhook/{name}", any(webhook::handle));
     Router::new()
         .merge(api)
+        .merge(webhooks)
         .route("/healthz", get(status::healthz))
         .route("/readyz", get(status::readyz))
         .route("/metrics", get(status::metrics))

@@ -37,6 +37,8 @@ pub struct Tick {
     pub scheduled_for: DateTime<Utc>,
     /// True for the single run `catch_up = "last"` makes at start.
     pub catch_up: bool,
+    /// When the engine started it; `fired_at - scheduled_for` is the tick's lateness.
+    pub fired_at: DateTime<Utc>,
 }
 
 /// What the engine asks of the layer that runs tasks.
@@ -161,7 +163,7 @@ impl Engine {
                             from = from.max(last);
                         }
                         e.next = next_after(schedule, from);
-                        debug!(function = %name, next = ?e.next, "rescheduled");
+                        log_schedule(name, schedule, e.next, "rescheduled");
                     }
                     e.function = f.clone();
                 }
@@ -172,11 +174,12 @@ impl Engine {
                         last_fired: None,
                         running: Arc::new(AtomicUsize::new(0)),
                     };
+                    log_schedule(name, schedule, entry.next, "scheduled");
                     if at_start && schedule.catch_up == CatchUp::Last {
                         if let Some(missed) = self.missed_tick(name, schedule, now).await {
                             info!(function = %name, tick = %missed, "catching up the last missed tick");
                             entry.last_fired = Some(missed);
-                            start(&mut self.tasks, &self.executor, &entry, missed, true);
+                            start(&mut self.tasks, &self.executor, &entry, missed, true, now);
                         }
                     }
                     self.entries.insert(name.clone(), entry);
@@ -220,7 +223,7 @@ impl Engine {
                 continue;
             };
             let Some(tick) = entry.next else { continue };
-            start(&mut self.tasks, &self.executor, entry, tick, false);
+            start(&mut self.tasks, &self.executor, entry, tick, false, now);
             let Some(entry) = self.entries.get_mut(&name) else {
                 continue;
             };
@@ -234,6 +237,11 @@ impl Engine {
     }
 }
 
+fn log_schedule(name: &str, schedule: &Schedule, next: Option<DateTime<Utc>>, what: &str) {
+    let next = next.map(|n| n.with_timezone(&schedule.timezone).to_rfc3339());
+    debug!(function = %name, cron = %schedule.cron, description = %schedule.description, timezone = %schedule.timezone, next, "{what}");
+}
+
 /// Starts the run of one tick, or records it as skipped when `overlap = "skip"` and the previous
 /// run is still going.
 fn start(
@@ -242,11 +250,13 @@ fn start(
     entry: &Entry,
     scheduled_for: DateTime<Utc>,
     catch_up: bool,
+    fired_at: DateTime<Utc>,
 ) {
     let tick = Tick {
         function: entry.function.clone(),
         scheduled_for,
         catch_up,
+        fired_at,
     };
     let overlap = schedule_of(&entry.function).map_or(Overlap::Skip, |s| s.overlap);
     let running = entry.running.clone();

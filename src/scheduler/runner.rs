@@ -1,13 +1,10 @@
 //! The scheduler's [`Executor`]: claims a tick in the state database, runs the task, records the
 //! run, and counts it in the metrics. [`execute_and_record`] is also what `functiond run` uses.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use tracing::{debug, info, warn};
 
-use super::clock::Clock;
 use super::engine::{Executor, Tick};
 use crate::config::model::FunctionKind;
 use crate::db::Database;
@@ -25,7 +22,6 @@ pub struct TaskRunner {
     pub exports_dir: std::path::PathBuf,
     pub mailer: Option<Mailer>,
     pub metrics: Metrics,
-    pub clock: Arc<dyn Clock>,
 }
 
 impl TaskRunner {
@@ -129,7 +125,7 @@ impl Executor for TaskRunner {
                     return;
                 }
             }
-            let lateness = (this.clock.now() - tick.scheduled_for)
+            let lateness = (tick.fired_at - tick.scheduled_for)
                 .to_std()
                 .unwrap_or_default();
             let Some(ctx) = this.context(f, tick.scheduled_for) else {
@@ -157,7 +153,7 @@ impl Executor for TaskRunner {
             );
             match run.status {
                 RunStatus::Succeeded => {
-                    info!(function = %name, tick = %tick.scheduled_for, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
+                    info!(function = %name, tick = %tick.scheduled_for, lateness_ms = lateness.as_secs_f64() * 1000.0, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
                 }
                 _ => {
                     warn!(function = %name, tick = %tick.scheduled_for, status = run.status.as_str(), error = run.error, "scheduled run failed")

@@ -34,6 +34,13 @@ const SCHEMA: &[&str] = &[
         file TEXT
     )",
     "CREATE INDEX IF NOT EXISTS functiond_runs_by_function ON functiond_runs (function, started_at)",
+    "CREATE TABLE IF NOT EXISTS functiond_events (
+        id TEXT PRIMARY KEY,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        source TEXT NOT NULL,
+        received_at BIGINT NOT NULL
+    )",
     "CREATE TABLE IF NOT EXISTS functiond_ticks (
         function TEXT NOT NULL,
         scheduled_for BIGINT NOT NULL,
@@ -135,6 +142,11 @@ macro_rules! on_db {
     };
 }
 
+mod events;
+mod writer;
+
+pub use writer::RunWriter;
+
 impl Store {
     /// Connects and creates the tables if they are missing.
     pub async fn open(url: &str) -> Result<Store, DbError> {
@@ -176,6 +188,49 @@ impl Store {
         })
         .map_err(|e| DbError::from_sqlx(e, sql))?;
         Ok(t.map(from_millis))
+    }
+
+    /// Inserts finished runs in one statement (the webhook path records runs in batches).
+    pub async fn insert_runs(&self, runs: &[RunRecord]) -> Result<(), DbError> {
+        if runs.is_empty() {
+            return Ok(());
+        }
+        let mut sql = String::from("INSERT INTO functiond_runs (id, function, kind, version, trigger, request_id, scheduled_for, started_at, finished_at, status, duration_ms, output, error, rows_affected, file) VALUES ");
+        for i in 0..runs.len() {
+            let b = i * 15;
+            let params: Vec<String> = (1..=15).map(|k| format!("${}", b + k)).collect();
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push('(');
+            sql.push_str(&params.join(", "));
+            sql.push(')');
+        }
+        sql.push_str(" ON CONFLICT DO NOTHING");
+        let sql = sql.as_str();
+        on_db!(&self.db, sql, |q, pool| async {
+            let mut q = q;
+            for r in runs {
+                q = q
+                    .bind(&r.id)
+                    .bind(&r.function)
+                    .bind(&r.kind)
+                    .bind(&r.version)
+                    .bind(&r.trigger)
+                    .bind(&r.request_id)
+                    .bind(r.scheduled_for.map(millis))
+                    .bind(millis(r.started_at))
+                    .bind(r.finished_at.map(millis))
+                    .bind(r.status.as_str())
+                    .bind(r.duration_ms)
+                    .bind(&r.output)
+                    .bind(&r.error)
+                    .bind(r.rows_affected)
+                    .bind(&r.file);
+            }
+            q.execute(pool).await.map(|_| ())
+        })
+        .map_err(|e| DbError::from_sqlx(e, sql))
     }
 
     /// Inserts a run (usually with status `running`, then [`Store::finish_run`]).
