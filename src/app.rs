@@ -57,13 +57,7 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
             reason: "not found or not a directory".into(),
         });
     }
-    let db = Database::connect(&config.database_url)
-        .await
-        .map_err(|e| Error::Database(format!("database.url: {e}")))?;
-    let store = Store::open(&config.state_url)
-        .await
-        .map_err(|e| Error::Database(format!("state.url: {e}")))?;
-    let mailer = Mailer::new(&config.smtp_url, &config.smtp_from).map_err(Error::Config)?;
+    let services = Services::open(config).await?;
 
     let (trigger, shutdown) = shutdown::channel();
     let (reload_tx, reload_rx) = mpsc::channel(1);
@@ -93,31 +87,19 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
     }
 
     let metrics = Metrics::new();
-    let js = JsPool::new(PoolConfig::default())
-        .map_err(|e| Error::Internal(format!("cannot start the flow workers: {e}")))?;
-    let (runs, runs_task) = RunWriter::spawn(store.clone(), shutdown.clone());
-    let state = AppState {
-        snapshots: snapshots.clone(),
-        metrics: metrics.clone(),
+    let (state, runs_task) = services.app_state(
+        config,
+        snapshots.clone(),
+        metrics.clone(),
         api_token,
-        store: store.clone(),
-        exports_dir: config.exports_dir.clone(),
-        js,
-        host: FlowHost {
-            db: db.clone(),
-            http: FlowHost::http_client(),
-            events: Arc::new(store.clone()),
-            source: String::new(),
-        },
-        runs,
-        limits: Default::default(),
-    };
+        shutdown.clone(),
+    )?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runner = TaskRunner {
-        store,
-        db,
+        store: services.store,
+        db: services.db,
         exports_dir: config.exports_dir.clone(),
-        mailer: Some(mailer),
+        mailer: Some(services.mailer),
         metrics: metrics.clone(),
     };
     let engine = Engine::new(clock, Arc::new(runner));
@@ -191,6 +173,95 @@ impl Running {
     pub fn shutdown_signal(&self) -> Shutdown {
         self.trigger.subscribe()
     }
+}
+
+/// The databases and the mailer, opened once at start.
+struct Services {
+    db: Database,
+    store: Store,
+    mailer: Mailer,
+}
+
+impl Services {
+    async fn open(config: &RunnerConfig) -> Result<Services> {
+        let db = Database::connect(&config.database_url)
+            .await
+            .map_err(|e| Error::Database(format!("database.url: {e}")))?;
+        let store = Store::open(&config.state_url)
+            .await
+            .map_err(|e| Error::Database(format!("state.url: {e}")))?;
+        let mailer = Mailer::new(&config.smtp_url, &config.smtp_from).map_err(Error::Config)?;
+        Ok(Services { db, store, mailer })
+    }
+
+    /// What the HTTP handlers share, and the run-history writer's task.
+    fn app_state(
+        &self,
+        config: &RunnerConfig,
+        snapshots: tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>,
+        metrics: Metrics,
+        api_token: Option<Secret>,
+        shutdown: Shutdown,
+    ) -> Result<(AppState, JoinHandle<()>)> {
+        let js = JsPool::new(PoolConfig::default())
+            .map_err(|e| Error::Internal(format!("cannot start the flow workers: {e}")))?;
+        let (runs, runs_task) = RunWriter::spawn(self.store.clone(), shutdown);
+        let state = AppState {
+            snapshots,
+            metrics,
+            api_token,
+            store: self.store.clone(),
+            exports_dir: config.exports_dir.clone(),
+            js,
+            host: FlowHost {
+                db: self.db.clone(),
+                http: FlowHost::http_client(),
+                events: Arc::new(self.store.clone()),
+                source: String::new(),
+            },
+            runs,
+            limits: Default::default(),
+        };
+        Ok((state, runs_task))
+    }
+}
+
+/// Sends one request through the same router the server uses, without a socket, watcher or
+/// scheduler (`functiond invoke`). The run is recorded like any other.
+pub async fn invoke(
+    config: &RunnerConfig,
+    schemas: Arc<Schemas>,
+    request: axum::http::Request<axum::body::Body>,
+) -> Result<axum::response::Response> {
+    use tower::ServiceExt;
+    let root = config.functions_dir.clone();
+    let (reloader, snapshots) = Reloader::new(schemas, root.clone());
+    tokio::task::spawn_blocking(move || reloader.reload_blocking(Trigger::Start))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::FunctionsDir {
+            path: root,
+            reason: e.to_string(),
+        })?;
+    let services = Services::open(config).await?;
+    let (trigger, shutdown) = shutdown::channel();
+    let (state, runs_task) =
+        services.app_state(config, snapshots, Metrics::new(), None, shutdown)?;
+    let response = http::router(state)
+        .oneshot(request)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    // Buffer the body before the run-history writer flushes and stops.
+    let (parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    trigger.trigger();
+    let _ = runs_task.await;
+    Ok(axum::response::Response::from_parts(
+        parts,
+        axum::body::Body::from(bytes),
+    ))
 }
 
 async fn observe_snapshots(

@@ -57,6 +57,26 @@ enum Command {
         #[arg(long)]
         from: Option<String>,
     },
+    /// Run a webhook once without the server (same router and flow runtime) and print the response.
+    Invoke {
+        /// The webhook function's name.
+        name: String,
+        /// HTTP method (default: POST when a body is given, else GET).
+        #[arg(long)]
+        method: Option<String>,
+        /// A JSON body (sent as application/json).
+        #[arg(long, conflicts_with = "form")]
+        json: Option<String>,
+        /// A form field (sent as application/x-www-form-urlencoded); repeat for more.
+        #[arg(long, value_name = "KEY=VALUE")]
+        form: Vec<String>,
+        /// A query parameter; repeat for more.
+        #[arg(long, value_name = "KEY=VALUE")]
+        query: Vec<String>,
+        /// A request header; repeat for more.
+        #[arg(long, value_name = "NAME:VALUE")]
+        header: Vec<String>,
+    },
     /// Run a scheduler's task now, through the same code path as the scheduler, and record it.
     Run {
         /// The scheduler function's name.
@@ -84,6 +104,14 @@ fn main() -> ExitCode {
         Command::Check { dir } => check(&schemas, dir.as_deref().unwrap_or(&config.functions_dir)),
         Command::Healthcheck => healthcheck(config.listen),
         Command::Run { name } => run_now(config, &schemas, &name),
+        Command::Invoke {
+            name,
+            method,
+            json,
+            form,
+            query,
+            header,
+        } => invoke(config, schemas, &name, method, json, &form, &query, &header),
         Command::Cron {
             schedule,
             fields,
@@ -243,6 +271,133 @@ fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn invoke(
+    config: RunnerConfig,
+    schemas: Arc<Schemas>,
+    name: &str,
+    method: Option<String>,
+    json: Option<String>,
+    form: &[String],
+    query: &[String],
+    headers: &[String],
+) -> ExitCode {
+    telemetry::init_logging(config.log_format, "warn");
+    let request = match build_request(name, method, json, form, query, headers) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("functiond invoke: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match app::invoke(&config, schemas, request).await {
+            Ok(res) => {
+                let status = res.status();
+                println!("HTTP {status}");
+                for (k, v) in res.headers() {
+                    println!("{k}: {}", String::from_utf8_lossy(v.as_bytes()));
+                }
+                println!();
+                let body = axum::body::to_bytes(res.into_body(), usize::MAX)
+                    .await
+                    .unwrap_or_default();
+                println!("{}", String::from_utf8_lossy(&body));
+                if status.is_client_error() || status.is_server_error() {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(e) => {
+                eprintln!("functiond invoke: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn build_request(
+    name: &str,
+    method: Option<String>,
+    json: Option<String>,
+    form: &[String],
+    query: &[String],
+    headers: &[String],
+) -> Result<axum::http::Request<axum::body::Body>, String> {
+    fn pair<'a>(s: &'a str, sep: char, what: &str) -> Result<(&'a str, &'a str), String> {
+        s.split_once(sep)
+            .ok_or_else(|| format!("{s:?}: expected {what}"))
+    }
+    fn encode(pairs: &[String]) -> Result<String, String> {
+        let mut out = Vec::new();
+        for p in pairs {
+            let (k, v) = pair(p, '=', "KEY=VALUE")?;
+            out.push(format!("{}={}", form_escape(k), form_escape(v)));
+        }
+        Ok(out.join("&"))
+    }
+    let (body, content_type) = match (&json, form.is_empty()) {
+        (Some(j), _) => {
+            serde_json::from_str::<serde_json::Value>(j)
+                .map_err(|e| format!("--json is not JSON: {e}"))?;
+            (j.clone(), Some("application/json"))
+        }
+        (None, false) => (encode(form)?, Some("application/x-www-form-urlencoded")),
+        (None, true) => (String::new(), None),
+    };
+    let method = method.unwrap_or_else(|| {
+        if body.is_empty() {
+            "GET".into()
+        } else {
+            "POST".into()
+        }
+    });
+    let mut uri = format!("/api/webhook/{name}");
+    if !query.is_empty() {
+        uri.push('?');
+        uri.push_str(&encode(query)?);
+    }
+    let mut builder = axum::http::Request::builder()
+        .method(method.to_ascii_uppercase().as_str())
+        .uri(uri);
+    if let Some(ct) = content_type {
+        builder = builder.header("content-type", ct);
+    }
+    for h in headers {
+        let (k, v) = pair(h, ':', "NAME:VALUE")?;
+        builder = builder.header(k.trim(), v.trim());
+    }
+    builder
+        .body(axum::body::Body::from(body))
+        .map_err(|e| e.to_string())
+}
+
+/// application/x-www-form-urlencoded escaping.
+fn form_escape(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn run_now(config: RunnerConfig, schemas: &Schemas, name: &str) -> ExitCode {

@@ -365,3 +365,50 @@ fn run_executes_the_daily_report_example_on_a_fresh_machine() {
     let out = run("nope");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no function named \"nope\""));
 }
+
+#[test]
+fn invoke_runs_the_leads_example_through_the_router() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&root().join("functions.d"), &dir.path().join("functions.d"));
+    let invoke = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("invoke")
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("FUNCTIOND_CONFIG")
+            .env_remove("FUNCTIOND_DATABASE_URL")
+            .env_remove("FUNCTIOND_STATE_URL")
+            .output()
+            .expect("runs")
+    };
+    let out = invoke(&[
+        "leads",
+        "--form",
+        "name=Ana Li",
+        "--form",
+        "email=ana@example.com",
+        "--form",
+        "product=fiber",
+    ]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.starts_with("HTTP 201 Created\n"), "{text}");
+    assert!(text.contains("x-request-id: "), "{text}");
+    assert!(text.trim_end().ends_with("{\"id\":1}"), "{text}");
+    let out = invoke(&[
+        "leads",
+        "--json",
+        "{\"name\":\"Bo\",\"email\":\"bo@example.com\",\"product\":\"tv\"}",
+    ]);
+    assert!(stdout(&out).trim_end().ends_with("{\"id\":2}"));
+    let out = invoke(&["leads", "--method", "GET"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).starts_with("HTTP 405"));
+    let out = invoke(&["leads", "--json", "{not json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--json is not JSON"));
+}

@@ -496,3 +496,42 @@ async fn the_leads_example_stores_a_lead_and_answers_201_with_its_id() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn db_activities_on_postgres() {
+    let Some(url) = std::env::var("FUNCTIOND_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
+        return;
+    };
+    let table = format!("t_{}", uuid::Uuid::now_v7().simple());
+    let flow = format!(
+        r#"
+await db.execute("CREATE TABLE {table} (id SERIAL PRIMARY KEY, amount NUMERIC(10,2), at TIMESTAMPTZ, doc JSONB, uid UUID, ok BOOLEAN, day DATE)", []);
+const {{ rows_affected }} = await db.execute("INSERT INTO {table} (amount, at, doc, uid, ok, day) VALUES ($1, $2, $3::jsonb, $4::uuid, $5, $6::date)", ["12.50", "2026-12-04T09:00:00Z", {{ a: [1, 2] }}, "6f1c2a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f", true, "2026-12-04"]);
+const rows = await db.query("SELECT id, amount, at, doc, uid, ok, day FROM {table} WHERE amount > $1", [10]);
+setWebhookResponse({{ status: 200, body: {{ rows_affected, rows }} }});
+"#
+    );
+    let s = TestServer::start_with(
+        &[(
+            "pg.toml",
+            &hook("pg", "", &flow).replace("timeout_ms = 1000", "timeout_ms = 10000"),
+        )],
+        |cfg| {
+            cfg.database_url = url.clone();
+        },
+    )
+    .await;
+    let (st, _, body) = send(&s, "POST", "/api/webhook/pg", None, "").await;
+    assert_eq!(st, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["rows_affected"], 1);
+    assert_eq!(
+        v["rows"],
+        json!([{"id": 1, "amount": 12.5, "at": "2026-12-04T09:00:00Z", "doc": {"a": [1, 2]}, "uid": "6f1c2a3e-1d2b-4c5d-8e9f-0a1b2c3d4e5f", "ok": true, "day": "2026-12-04"}])
+    );
+    s.stop().await;
+}

@@ -167,47 +167,21 @@ impl Database {
     /// unless it manages transactions itself (then it runs as written). After a failure an open
     /// transaction is rolled back, so the connection goes back to the pool clean.
     pub async fn execute_script(&self, sql: &str) -> Result<u64, DbError> {
+        // If this future is dropped part-way (a task timeout), the connection may be inside a
+        // transaction: it is then closed rather than returned to the pool.
         let err = |e| DbError::from_sqlx(e, sql);
         match self {
             Database::Sqlite(pool) => {
-                let mut conn = pool.acquire().await.map_err(err)?;
-                conn.execute("BEGIN IMMEDIATE").await.map_err(err)?;
-                let wrapped = async {
-                    let done = sqlx::raw_sql(AssertSqlSafe(sql))
-                        .execute(&mut *conn)
-                        .await?;
-                    conn.execute("COMMIT").await?;
-                    Ok::<_, sqlx::Error>(done.rows_affected())
-                }
-                .await;
-                match wrapped {
-                    Ok(rows) => Ok(rows),
-                    Err(e) => {
-                        let _ = conn.execute("ROLLBACK").await;
-                        if !manages_transactions(&e) {
-                            return Err(err(e));
-                        }
-                        let result = sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await;
-                        match result {
-                            Ok(done) => Ok(done.rows_affected()),
-                            Err(e) => {
-                                let _ = conn.execute("ROLLBACK").await;
-                                Err(err(e))
-                            }
-                        }
-                    }
-                }
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
+                let result = sqlite_script(conn.get(), sql).await;
+                conn.done();
+                result.map_err(err)
             }
             Database::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(err)?;
-                match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
-                    Ok(done) => Ok(done.rows_affected()),
-                    Err(e) => {
-                        // Only matters when the script opened a transaction itself.
-                        let _ = conn.execute("ROLLBACK").await;
-                        Err(err(e))
-                    }
-                }
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
+                let result = pg_script(conn.get(), sql).await;
+                conn.done();
+                result.map_err(err)
             }
         }
     }
@@ -372,6 +346,74 @@ async fn pg_args(
         _ => &[],
     };
     postgres::bind(params, types)
+}
+
+async fn sqlite_script(conn: &mut sqlx::SqliteConnection, sql: &str) -> Result<u64, sqlx::Error> {
+    conn.execute("BEGIN IMMEDIATE").await?;
+    let wrapped = async {
+        let done = sqlx::raw_sql(AssertSqlSafe(sql))
+            .execute(&mut *conn)
+            .await?;
+        conn.execute("COMMIT").await?;
+        Ok::<_, sqlx::Error>(done.rows_affected())
+    }
+    .await;
+    let e = match wrapped {
+        Ok(rows) => return Ok(rows),
+        Err(e) => e,
+    };
+    let _ = conn.execute("ROLLBACK").await;
+    if !manages_transactions(&e) {
+        return Err(e);
+    }
+    match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+        Ok(done) => Ok(done.rows_affected()),
+        Err(e) => {
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+async fn pg_script(conn: &mut sqlx::PgConnection, sql: &str) -> Result<u64, sqlx::Error> {
+    match sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *conn).await {
+        Ok(done) => Ok(done.rows_affected()),
+        Err(e) => {
+            // Only matters when the script opened a transaction itself.
+            let _ = conn.execute("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+/// A pooled connection that is closed, not returned to the pool, unless [`Self::done`] is
+/// called: for work that a dropped future could leave half-way (an open transaction).
+struct CloseUnlessDone<DB: sqlx::Database> {
+    conn: sqlx::pool::PoolConnection<DB>,
+    done: bool,
+}
+
+impl<DB: sqlx::Database> CloseUnlessDone<DB> {
+    fn new(conn: sqlx::pool::PoolConnection<DB>) -> Self {
+        CloseUnlessDone { conn, done: false }
+    }
+
+    fn get(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+
+    /// The work finished (successfully or not, but cleanly): the connection may be reused.
+    fn done(mut self) {
+        self.done = true;
+    }
+}
+
+impl<DB: sqlx::Database> Drop for CloseUnlessDone<DB> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 fn is_sqlite_memory(url: &str) -> bool {

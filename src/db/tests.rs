@@ -260,6 +260,31 @@ async fn sqlite_scripts_are_atomic_unless_they_manage_transactions() {
 }
 
 #[tokio::test]
+async fn a_dropped_script_leaves_no_transaction_behind() {
+    let (_dir, db) = sqlite_file().await;
+    db.execute_script("CREATE TABLE big (x INTEGER)")
+        .await
+        .unwrap();
+    let slow = db.execute_script(
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000)
+         INSERT INTO big SELECT x FROM n",
+    );
+    let timed_out = tokio::time::timeout(std::time::Duration::from_millis(100), slow).await;
+    assert!(timed_out.is_err());
+    // The abandoned connection is closed (rolling back), not reused mid-transaction.
+    for _ in 0..6 {
+        db.execute_script("INSERT INTO big VALUES (-1)")
+            .await
+            .unwrap();
+    }
+    let count = db
+        .query_json("SELECT count(*) AS n FROM big", &[])
+        .await
+        .unwrap();
+    assert_eq!(row(&count, 0), json!({"n": 6}));
+}
+
+#[tokio::test]
 async fn sqlite_stream_has_columns_without_rows_and_reports_errors() {
     let (_dir, db) = sqlite_file().await;
     db.execute_script("CREATE TABLE e (id INTEGER, name TEXT)")

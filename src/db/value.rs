@@ -28,7 +28,7 @@
 //! | integer | number if \|n\| ≤ 2^53−1, else string (exact digits) | digits | number if \|n\| ≤ 2^53−1, else text |
 //! | float | number; NaN / ±infinity as `"NaN"`, `"Infinity"`, `"-Infinity"` | shortest text that reads back to the same double (`0.1`, `1e300`); `NaN`, `Infinity`, `-Infinity` | number; NaN / ±infinity as text |
 //! | NUMERIC / DECIMAL | number if the value converts to a double and back unchanged (`12.50` → `12.5`), else string with the exact digits | exact digits as the database prints them (`12.50`) | number under the same rule as JSON, else text |
-//! | text, UUID, enum | string | text | text (longer than 32,767 characters: cut to 32,767) |
+//! | text, UUID, enum | string | text | text (longer than 32,767 characters: cut to 32,767; an empty string is an empty cell) |
 //! | bytes (BLOB, bytea) | string, base64 (standard alphabet, padded) | base64 | base64 text |
 //! | date | `"2024-03-01"` | `2024-03-01` | Excel date, format `yyyy-mm-dd` |
 //! | time | `"13:45:00"` (fraction only when non-zero: `13:45:00.250`) | same | Excel time, format `hh:mm:ss` |
@@ -154,7 +154,7 @@ fn non_finite_name(f: f64) -> &'static str {
 
 /// Shortest text that parses back to the same double; exponent form only when it is shorter
 /// than writing the digits out (very large or very small magnitudes).
-pub fn push_float(out: &mut String, f: f64) {
+pub(crate) fn push_float(out: &mut String, f: f64) {
     if !f.is_finite() {
         out.push_str(non_finite_name(f));
     } else if f == 0.0 || (1e-5..1e16).contains(&f.abs()) {
@@ -166,7 +166,7 @@ pub fn push_float(out: &mut String, f: f64) {
 
 /// The double a decimal text stands for, if converting to a double and back gives the same
 /// decimal value (`"12.50"` → 12.5; `"0.1"` → 0.1; `"12345678901234567890"` → None).
-pub fn decimal_as_f64(s: &str) -> Option<f64> {
+pub(crate) fn decimal_as_f64(s: &str) -> Option<f64> {
     let f: f64 = s.parse().ok()?;
     if !f.is_finite() {
         return None;
@@ -218,7 +218,7 @@ fn push_digits(out: &mut String, n: u32, width: usize) {
 }
 
 /// `YYYY-MM-DD` (years outside 0000–9999 as chrono prints them, e.g. `+10000-01-01`).
-pub fn push_date(out: &mut String, d: NaiveDate) {
+pub(crate) fn push_date(out: &mut String, d: NaiveDate) {
     match u32::try_from(d.year()) {
         Ok(y) if y <= 9999 => {
             push_digits(out, y, 4);
@@ -234,7 +234,7 @@ pub fn push_date(out: &mut String, d: NaiveDate) {
 }
 
 /// `HH:MM:SS`, then `.fff`, `.ffffff` or `.fffffffff` only when the fraction is not zero.
-pub fn push_time(out: &mut String, t: NaiveTime) {
+pub(crate) fn push_time(out: &mut String, t: NaiveTime) {
     let nanos = t.nanosecond();
     if nanos >= 1_000_000_000 {
         // A leap second: rare enough for chrono's general formatter.
@@ -258,7 +258,7 @@ pub fn push_time(out: &mut String, t: NaiveTime) {
     }
 }
 
-pub fn push_datetime(out: &mut String, dt: NaiveDateTime, sep: char) {
+pub(crate) fn push_datetime(out: &mut String, dt: NaiveDateTime, sep: char) {
     push_date(out, dt.date());
     out.push(sep);
     push_time(out, dt.time());
@@ -288,7 +288,7 @@ fn num(b: &[u8]) -> Option<u32> {
 }
 
 /// Exactly `YYYY-MM-DD`.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
     let b = s.as_bytes();
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
@@ -301,7 +301,7 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 }
 
 /// `HH:MM`, `HH:MM:SS` or `HH:MM:SS.f` (1 to 9 fraction digits).
-pub fn parse_time(s: &str) -> Option<NaiveTime> {
+pub(crate) fn parse_time(s: &str) -> Option<NaiveTime> {
     let b = s.as_bytes();
     if b.len() < 5 || b[2] != b':' {
         return None;
@@ -327,7 +327,7 @@ pub fn parse_time(s: &str) -> Option<NaiveTime> {
 /// A date-time as SQLite's date functions and common tools write it: `YYYY-MM-DD HH:MM[:SS[.f]]`,
 /// with `T` or a space, optionally followed by `Z`, `±HH:MM`, `±HHMM` or `±HH`. With a zone it
 /// becomes [`Cell::DateTimeTz`], without one [`Cell::DateTime`].
-pub fn parse_datetime(s: &str) -> Option<Cell> {
+pub(crate) fn parse_datetime(s: &str) -> Option<Cell> {
     let b = s.as_bytes();
     if b.len() < 16 || !matches!(b[10], b' ' | b'T' | b't') {
         return None;

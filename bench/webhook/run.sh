@@ -1,0 +1,317 @@
+#!/usr/bin/env bash
+# Webhook benchmark: requests/s, latency and RSS of `functiond serve` answering webhooks, against
+# a bare axum hello-world on the same machine (examples/hello_axum.rs) as the baseline.
+#
+#   bench/webhook/run.sh                     # build, then 10 s per target
+#   DURATION=3 SKIP_BUILD=1 bench/webhook/run.sh
+#
+# Targets, in this order, each driven by `wrk -t2 -c50 -d${DURATION}s --latency` with a small
+# JSON POST (bench/webhook/post.lua):
+#   (d) baseline  hello_axum: POST / -> {"ok":true}
+#   (a) noflow    a webhook without [flow] -> 200, empty body
+#   (b) respond   flow: setWebhookResponse({status: 200, body: {ok: true}})
+#   (c) query     flow: one SQLite query (by primary key) on the application database, row as JSON
+#
+# Environment:
+#   DURATION     seconds per measured run (default 10)
+#   WARMUP       seconds of unmeasured load before each run (default 1; 0 to skip)
+#   THREADS      wrk threads (default 2);  CONNECTIONS  wrk connections (default 50)
+#   SKIP_BUILD=1 use the binaries already in target/release
+#   WORK         scratch folder (default: a new temporary folder, removed at the end)
+#
+# Target check (printed; the exit status stays 0 when a target is missed, since this is a
+# measurement): (a) >= 0.6x, (b) >= 0.3x, (c) >= 0.1x the baseline's req/s; p99 of (b) <= 5 ms;
+# functiond's RSS under load <= 100 MB. Exit status non-zero when something fails to run: a
+# build, a server that does not start, a wrong answer, or a wrk run with errors or non-2xx answers.
+set -euo pipefail
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+THREADS=${THREADS:-2}
+CONNECTIONS=${CONNECTIONS:-50}
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+FUNCTIOND=$TARGET_DIR/release/functiond
+HELLO=$TARGET_DIR/release/examples/hello_axum
+LUA=$HERE/post.lua
+
+die() {
+  echo "bench/webhook: $*" >&2
+  exit 1
+}
+need() { command -v "$1" >/dev/null 2>&1; }
+
+# --- tools and binaries ----------------------------------------------------------------------
+missing=()
+for tool in wrk sqlite3 curl python3; do
+  need "$tool" || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  pkgs=()
+  for tool in "${missing[@]}"; do
+    case $tool in
+      python3) pkgs+=(python3-minimal) ;;
+      *) pkgs+=("$tool") ;;
+    esac
+  done
+  echo "installing ${pkgs[*]} (apt-get)..." >&2
+  if ! apt-get install -y -qq "${pkgs[@]}" >/dev/null 2>&1; then
+    apt-get update -qq >/dev/null 2>&1 || true
+    apt-get install -y -qq "${pkgs[@]}" >/dev/null || die "cannot install ${pkgs[*]}"
+  fi
+fi
+
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  (cd "$REPO" && cargo build --release --bin functiond --example hello_axum) || die "build failed"
+fi
+[ -x "$FUNCTIOND" ] || die "$FUNCTIOND is missing (cargo build --release --bin functiond)"
+[ -x "$HELLO" ] || die "$HELLO is missing (cargo build --release --example hello_axum)"
+
+# --- scratch folder, cleanup -------------------------------------------------------------------
+if [ -n "${WORK:-}" ]; then
+  mkdir -p "$WORK"
+  KEEP_WORK=1
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/functiond-bench-webhook.XXXXXX")
+  KEEP_WORK=0
+fi
+PIDS=()
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${PIDS[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$KEEP_WORK" = 0 ]; then
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wait_ready URL PID NAME LOG: polls URL until it answers 200 (at most 30 s).
+wait_ready() {
+  local url=$1 pid=$2 name=$3 log=$4 i
+  for i in $(seq 1 300); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      cat "$log" >&2 || true
+      die "$name exited before it was ready"
+    fi
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" = 200 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  cat "$log" >&2 || true
+  die "$name did not answer 200 on $url within 30 s"
+}
+
+# --- application database and functions --------------------------------------------------------
+DATA=$WORK/data
+FUNCS=$WORK/functions.d
+mkdir -p "$DATA" "$FUNCS" "$DATA/exports"
+rm -f "$DATA/app.db" "$DATA/functiond.db"
+sqlite3 "$DATA/app.db" <<'SQL'
+PRAGMA journal_mode = WAL;
+CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL);
+INSERT INTO items (id, name, price) VALUES
+  (1, 'Ana''s notebook', 12.5),
+  (2, 'pencil', 0.75),
+  (3, 'eraser', 1.2),
+  (4, 'ruler', 2.4),
+  (5, 'stapler', 9.9);
+SQL
+
+cat >"$FUNCS/noflow.toml" <<'EOF'
+name = "noflow"
+type = "webhook"
+description = "bench: no flow (200, empty body)"
+
+[webhook]
+methods = ["POST"]
+EOF
+cat >"$FUNCS/respond.toml" <<'EOF'
+name = "respond"
+type = "webhook"
+description = "bench: a flow that only sets the response"
+
+[flow]
+inline = """setWebhookResponse({status: 200, body: {ok: true}})"""
+
+[webhook]
+methods = ["POST"]
+EOF
+cat >"$FUNCS/query.toml" <<'EOF'
+name = "query"
+type = "webhook"
+description = "bench: a flow doing one SQLite query"
+
+[flow]
+inline = """
+const rows = await db.query("SELECT id, name FROM items WHERE id = ?", [1]);
+setWebhookResponse({status: 200, body: rows[0]});
+"""
+
+[webhook]
+methods = ["POST"]
+EOF
+
+# --- servers -----------------------------------------------------------------------------------
+HELLO_PORT=$(free_port)
+"$HELLO" "$HELLO_PORT" >"$WORK/hello.log" 2>&1 &
+HELLO_PID=$!
+PIDS+=("$HELLO_PID")
+
+FD_PORT=$(free_port)
+FUNCTIOND_FUNCTIONS_DIR=$FUNCS \
+  FUNCTIOND_LISTEN=127.0.0.1:$FD_PORT \
+  FUNCTIOND_DATABASE_URL=sqlite://$DATA/app.db \
+  FUNCTIOND_STATE_URL=sqlite://$DATA/functiond.db \
+  FUNCTIOND_EXPORTS_DIR=$DATA/exports \
+  FUNCTIOND_LOG_LEVEL=warn \
+  "$FUNCTIOND" serve >"$WORK/functiond.log" 2>&1 &
+FD_PID=$!
+PIDS+=("$FD_PID")
+
+HELLO_URL=http://127.0.0.1:$HELLO_PORT/
+FD=http://127.0.0.1:$FD_PORT
+# The baseline has no /readyz; any HTTP answer means it listens (GET / is 405).
+for i in $(seq 1 300); do
+  kill -0 "$HELLO_PID" 2>/dev/null || { cat "$WORK/hello.log" >&2; die "hello_axum exited"; }
+  code=$(curl -s -o /dev/null -w '%{http_code}' "$HELLO_URL" || true)
+  [ "$code" != 000 ] && break
+  [ "$i" = 300 ] && die "hello_axum did not listen on $HELLO_URL within 30 s"
+  sleep 0.1
+done
+wait_ready "$FD/readyz" "$FD_PID" functiond "$WORK/functiond.log"
+
+# --- correctness before measuring ----------------------------------------------------------------
+BODY='{"name":"Ana","email":"ana@example.com"}'
+# check NAME URL EXPECTED_JSON_OR_EMPTY: one POST like wrk's; status 200 and the expected body.
+check() {
+  local name=$1 url=$2 want=$3 code got
+  code=$(curl -s -o "$WORK/answer" -w '%{http_code}' -X POST \
+    -H 'content-type: application/json' --data "$BODY" "$url") || die "$name: curl failed on $url"
+  got=$(cat "$WORK/answer")
+  [ "$code" = 200 ] || die "$name: expected 200 from $url, got $code: $got"
+  if [ -z "$want" ]; then
+    [ -z "$got" ] || die "$name: expected an empty body from $url, got: $got"
+  else
+    python3 - "$want" "$got" <<'PY' || die "$name: expected $want from $url, got: $got"
+import json, sys
+want, got = sys.argv[1], sys.argv[2]
+try:
+    sys.exit(0 if json.loads(want) == json.loads(got) else 1)
+except ValueError:
+    sys.exit(1)
+PY
+  fi
+  echo "check $name: 200 ${got:-(empty)}"
+}
+check baseline "$HELLO_URL" '{"ok":true}'
+check noflow "$FD/api/webhook/noflow" ''
+check respond "$FD/api/webhook/respond" '{"ok":true}'
+check query "$FD/api/webhook/query" '{"id":1,"name":"Ana'"'"'s notebook"}'
+
+# --- measuring -------------------------------------------------------------------------------------
+# to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.02s" / "1.50m" in milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
+    else if (u == "h") n *= 3600000; else if (u != "ms") { print "nan"; exit }
+    printf "%.3f", n }'
+}
+rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
+
+declare -A RPS P50 P99 RSS
+FAILED=0
+SAMPLE_EVERY=$(awk -v d="$DURATION" 'BEGIN { printf "%.2f", d / 10 }')
+
+# measure KEY URL PID
+measure() {
+  local key=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt wrk_pid max=0 now rc=0
+  if [ "$WARMUP" != 0 ]; then
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$LUA" "$url" >"$WORK/warmup-$key.txt" 2>&1 ||
+      { cat "$WORK/warmup-$key.txt" >&2; die "$key: warm-up wrk failed"; }
+  fi
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "$url" >"$out" 2>&1 &
+  wrk_pid=$!
+  while kill -0 "$wrk_pid" 2>/dev/null; do
+    sleep "$SAMPLE_EVERY"
+    now=$(rss_mb "$pid" VmRSS)
+    if [ -n "$now" ] && awk -v a="$now" -v b="$max" 'BEGIN { exit !(a > b) }'; then max=$now; fi
+  done
+  wait "$wrk_pid" || rc=$?
+  kill -0 "$pid" 2>/dev/null || die "$key: the server died during the run"
+  echo "--- $key: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s post.lua $url"
+  cat "$out"
+  [ "$rc" = 0 ] || die "$key: wrk exited with $rc"
+  RPS[$key]=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+  P50[$key]=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$out")")
+  P99[$key]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
+  RSS[$key]=$max
+  [ -n "${RPS[$key]}" ] || die "$key: cannot read Requests/sec from wrk's output"
+  local non2xx errors
+  non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out")
+  errors=$(grep 'Socket errors' "$out" || true)
+  if [ -n "$non2xx" ] || [ -n "$errors" ]; then
+    echo "!!! $key: wrk reported ${non2xx:-0} non-2xx answers; ${errors:-no socket errors}" >&2
+    FAILED=1
+  fi
+}
+
+echo
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; wrk shares them"
+measure d "$HELLO_URL" "$HELLO_PID"
+measure a "$FD/api/webhook/noflow" "$FD_PID"
+measure b "$FD/api/webhook/respond" "$FD_PID"
+measure c "$FD/api/webhook/query" "$FD_PID"
+HWM=$(rss_mb "$FD_PID" VmHWM)
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -s "$WORK/functiond.log" ]; then
+  echo "--- functiond log (warn and above):"
+  tail -n 20 "$WORK/functiond.log"
+fi
+
+# --- report ----------------------------------------------------------------------------------------
+echo
+printf '%-22s %10s %9s %9s %8s %7s\n' target req/s p50_ms p99_ms RSS_MB ratio
+declare -A LABEL=(
+  [d]="(d) baseline axum"
+  [a]="(a) noflow"
+  [b]="(b) respond (flow)"
+  [c]="(c) query (flow+db)"
+)
+declare -A RATIO
+for k in d a b c; do
+  RATIO[$k]=$(awk -v x="${RPS[$k]}" -v b="${RPS[d]}" 'BEGIN { printf "%.2f", x / b }')
+  printf '%-22s %10.0f %9.2f %9.2f %8.1f %6.2fx\n' "${LABEL[$k]}" "${RPS[$k]}" "${P50[$k]}" \
+    "${P99[$k]}" "${RSS[$k]}" "${RATIO[$k]}"
+done
+echo "functiond peak RSS over the whole run (VmHWM): ${HWM} MB"
+echo
+
+missed=()
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+ge "${RATIO[a]}" 0.6 || missed+=("(a) ${RATIO[a]}x < 0.6x")
+ge "${RATIO[b]}" 0.3 || missed+=("(b) ${RATIO[b]}x < 0.3x")
+ge "${RATIO[c]}" 0.1 || missed+=("(c) ${RATIO[c]}x < 0.1x")
+ge 5 "${P99[b]}" || missed+=("(b) p99 ${P99[b]} ms > 5 ms")
+for k in a b c; do
+  ge 100 "${RSS[$k]}" || missed+=("$k: RSS ${RSS[$k]} MB > 100 MB")
+done
+if [ ${#missed[@]} -eq 0 ]; then
+  echo "targets: met"
+else
+  echo "targets: missed: $(printf '%s; ' "${missed[@]}")"
+fi
+if [ "$FAILED" != 0 ]; then
+  die "some runs had errors or non-2xx answers (see above)"
+fi
