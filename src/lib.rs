@@ -11,16 +11,17 @@
 //!       ─▶ source/        the only reader of the functions directory: scan (load.rs), notice
 //!                         changes (watch.rs), turn a reload request into a snapshot (reload.rs)
 //!       ─▶ snapshot.rs    the immutable function set; swapped atomically, never mutated
-//!       ─▶ http/          axum router: status API, exports download, health, metrics
+//!       ─▶ http/          axum router: webhooks, status API, exports download, health, metrics
 //!       ─▶ scheduler/     when scheduler functions fire (engine.rs) and how a tick is run and
 //!                         recorded (runner.rs)
-//!       ─▶ exec/          executors: sql and shell tasks, exports, e-mail (task.rs dispatches)
+//!       ─▶ exec/          executors: flows (js/), activities (host.rs), sql and shell tasks,
+//!                         exports, e-mail (task.rs dispatches)
 //!       ─▶ db/            the application database (SQLite / PostgreSQL, native drivers)
 //!       ─▶ store/         the state database: run history, tick claims
 //!       ─▶ telemetry.rs   logs and metrics
 //! app.rs                  starts the workers, serves, drains on shutdown
 //! shutdown.rs             the shutdown handle every worker receives
-//! main.rs                 arguments and printing only
+//! main.rs, cli/           arguments, one file per subcommand, printing
 //! ```
 //!
 //! # Invariants

@@ -535,3 +535,107 @@ setWebhookResponse({{ status: 200, body: {{ rows_affected, rows }} }});
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn basic_and_standard_webhooks_auth() {
+    use base64::Engine;
+    let key_b64 = "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    std::env::set_var("FUNCTIOND_TEST_WHSEC", format!("whsec_{key_b64}"));
+    std::env::set_var("FUNCTIOND_TEST_BASIC", "hook:pa55");
+    let s = TestServer::start(&[
+        ("std.toml", "name = \"std\"\ntype = \"webhook\"\n[webhook.auth]\nkind = \"standard-webhooks\"\nsecret = { env = \"FUNCTIOND_TEST_WHSEC\" }\n"),
+        ("basic.toml", "name = \"basic\"\ntype = \"webhook\"\n[webhook.auth]\nkind = \"basic\"\nsecret = { env = \"FUNCTIOND_TEST_BASIC\" }\n"),
+    ])
+    .await;
+    // Signed here with the hmac crate, independently of the server's code: v1,base64(HMAC-SHA256(key, id.ts.body)).
+    let sign = |id: &str, ts: i64, body: &str| {
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(key_b64)
+            .expect("key");
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+        mac.update(format!("{id}.{ts}.{body}").as_bytes());
+        format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        )
+    };
+    let body = "{\"type\":\"invoice.paid\"}";
+    let now = chrono::Utc::now().timestamp();
+    let post = |id: &str, ts: i64, sig: String, body: &'static str| {
+        s.client
+            .post(format!("{}/api/webhook/std", s.base))
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", ts.to_string())
+            .header("webhook-signature", sig)
+            .body(body)
+            .send()
+    };
+    let good = sign("msg_1", now, body);
+    assert_eq!(
+        post("msg_1", now, good.clone(), "{\"type\":\"invoice.paid\"}")
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    // Key rotation: several signatures, one of them right.
+    let rotated = format!("v1,AAAA {} v1,BBBB", good);
+    assert_eq!(
+        post("msg_1", now, rotated, "{\"type\":\"invoice.paid\"}")
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    assert_eq!(
+        post("msg_2", now, good.clone(), "{\"type\":\"invoice.paid\"}")
+            .await
+            .expect("req")
+            .status(),
+        401
+    );
+    let old = now - 600;
+    assert_eq!(
+        post(
+            "msg_1",
+            old,
+            sign("msg_1", old, body),
+            "{\"type\":\"invoice.paid\"}"
+        )
+        .await
+        .expect("req")
+        .status(),
+        401
+    );
+    assert_eq!(
+        post("msg_1", now, good, "{\"type\":\"invoice.void\"}")
+            .await
+            .expect("req")
+            .status(),
+        401
+    );
+
+    let url = format!("{}/api/webhook/basic", s.base);
+    assert_eq!(
+        s.client
+            .get(&url)
+            .basic_auth("hook", Some("pa55"))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        200
+    );
+    assert_eq!(
+        s.client
+            .get(&url)
+            .basic_auth("hook", Some("nope"))
+            .send()
+            .await
+            .expect("req")
+            .status(),
+        401
+    );
+    s.stop().await;
+}
