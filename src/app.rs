@@ -16,6 +16,9 @@ use crate::config::model::Secret;
 use crate::config::runner::{RunnerConfig, TokenSource};
 use crate::config::Schemas;
 use crate::db::Database;
+use crate::events::catalog::Catalog;
+use crate::events::delivery::Deliverer;
+use crate::events::Events;
 use crate::exec::host::FlowHost;
 use crate::exec::js::{JsPool, PoolConfig};
 use crate::exec::mail::Mailer;
@@ -87,13 +90,23 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
     }
 
     let metrics = Metrics::new();
-    let (state, runs_task) = services.app_state(
+    let (state, app_tasks) = services.app_state(
         config,
         snapshots.clone(),
         metrics.clone(),
         api_token,
         shutdown.clone(),
     )?;
+    let deliverer = Deliverer {
+        store: services.store.clone(),
+        snapshots: snapshots.clone(),
+        js: state.js.clone(),
+        host: state.host.clone(),
+        http: FlowHost::http_client(),
+        metrics: metrics.clone(),
+        events: state.events.clone(),
+        lease: config.event_lease,
+    };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runner = TaskRunner {
         store: services.store,
@@ -101,11 +114,18 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
         exports_dir: config.exports_dir.clone(),
         mailer: Some(services.mailer),
         metrics: metrics.clone(),
+        events: Some(state.events.clone()),
     };
     let engine = Engine::new(clock, Arc::new(runner));
-    let workers = vec![
+    let mut workers = app_tasks;
+    workers.extend([
         watcher,
-        runs_task,
+        tokio::spawn(deliverer.run(shutdown.clone(), config.drain_timeout)),
+        tokio::spawn(announce_rejections(
+            snapshots.clone(),
+            state.events.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(reloader.run(reload_rx, shutdown.clone())),
         tokio::spawn(observe_snapshots(
             snapshots.clone(),
@@ -113,7 +133,7 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
             shutdown.clone(),
         )),
         tokio::spawn(engine.run(snapshots, shutdown.clone(), config.drain_timeout)),
-    ];
+    ]);
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -202,9 +222,17 @@ impl Services {
         metrics: Metrics,
         api_token: Option<Secret>,
         shutdown: Shutdown,
-    ) -> Result<(AppState, JoinHandle<()>)> {
+    ) -> Result<(AppState, Vec<JoinHandle<()>>)> {
         let js = JsPool::new(PoolConfig::default())
             .map_err(|e| Error::Internal(format!("cannot start the flow workers: {e}")))?;
+        let catalog = Catalog::load(&config.event_schemas_dir).map_err(Error::Config)?;
+        let (events, events_task) = Events::start(
+            self.store.clone(),
+            snapshots.clone(),
+            Arc::new(catalog),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         let (runs, runs_task) = RunWriter::spawn(self.store.clone(), shutdown);
         let state = AppState {
             snapshots,
@@ -216,13 +244,14 @@ impl Services {
             host: FlowHost {
                 db: self.db.clone(),
                 http: FlowHost::http_client(),
-                events: Arc::new(self.store.clone()),
+                events: Arc::new(events.clone()),
                 source: String::new(),
             },
             runs,
             limits: Default::default(),
+            events,
         };
-        Ok((state, runs_task))
+        Ok((state, vec![runs_task, events_task]))
     }
 }
 
@@ -245,8 +274,7 @@ pub async fn invoke(
         })?;
     let services = Services::open(config).await?;
     let (trigger, shutdown) = shutdown::channel();
-    let (state, runs_task) =
-        services.app_state(config, snapshots, Metrics::new(), None, shutdown)?;
+    let (state, tasks) = services.app_state(config, snapshots, Metrics::new(), None, shutdown)?;
     let response = http::router(state)
         .oneshot(request)
         .await
@@ -257,11 +285,68 @@ pub async fn invoke(
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     trigger.trigger();
-    let _ = runs_task.await;
+    for t in tasks {
+        let _ = t.await;
+    }
     Ok(axum::response::Response::from_parts(
         parts,
         axum::body::Body::from(bytes),
     ))
+}
+
+/// Publishes `function.rejected` for every file that newly fails to load (or fails differently),
+/// so users can react, for example by e-mailing whoever owns the functions repository.
+async fn announce_rejections(
+    mut snapshots: tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>,
+    events: Events,
+    mut shutdown: Shutdown,
+) {
+    let mut prev = snapshots.borrow_and_update().clone();
+    let announce = |snap: &crate::snapshot::Snapshot, prev: Option<&crate::snapshot::Snapshot>| {
+        let mut out = Vec::new();
+        for (path, f) in &snap.files {
+            if f.errors.is_empty() {
+                continue;
+            }
+            if prev
+                .and_then(|p| p.files.get(path))
+                .is_some_and(|p| p.errors == f.errors)
+            {
+                continue;
+            }
+            let mut event = serde_json::Map::new();
+            event.insert("type".into(), "function.rejected".into());
+            event.insert(
+                "function".into(),
+                f.name.clone().map_or(serde_json::Value::Null, Into::into),
+            );
+            event.insert("file".into(), path.display().to_string().into());
+            event.insert(
+                "status".into(),
+                serde_json::to_value(f.status).unwrap_or_default(),
+            );
+            let errors: Vec<String> = f.errors.iter().map(|d| d.to_string()).collect();
+            event.insert("errors".into(), errors.into());
+            out.push(event);
+        }
+        out
+    };
+    for e in announce(&prev, None) {
+        let _ = events.publish(e, "runner").await;
+    }
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => return,
+            changed = snapshots.changed() => if changed.is_err() { return },
+        }
+        let snap = snapshots.borrow_and_update().clone();
+        for e in announce(&snap, Some(&prev)) {
+            if let Err(err) = events.publish(e, "runner").await {
+                warn!(error = %err, "cannot publish function.rejected");
+            }
+        }
+        prev = snap;
+    }
 }
 
 async fn observe_snapshots(

@@ -36,6 +36,7 @@
 pub mod app;
 pub mod config;
 pub mod db;
+pub mod events;
 pub mod exec;
 pub mod http;
 pub mod scheduler;

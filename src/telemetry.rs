@@ -55,6 +55,16 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TypeLabel {
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
     function: String,
 }
@@ -72,6 +82,9 @@ pub struct Metrics {
     schedule_seconds: Family<FunctionLabel, Histogram>,
     schedule_lateness: Histogram,
     webhook_requests: Family<StatusLabels, Counter>,
+    events_accepted: Family<TypeLabel, Counter>,
+    deliveries: Family<ResultLabel, Counter>,
+    delivery_seconds: Histogram,
     webhook_seconds: Family<FunctionLabel, Histogram>,
     /// The newest reload generation already counted.
     counted: Arc<Mutex<u64>>,
@@ -152,8 +165,30 @@ impl Metrics {
             "Webhook request latency, from routing to response",
             webhook_seconds.clone(),
         );
+        let events_accepted = Family::<TypeLabel, Counter>::default();
+        registry.register(
+            "functiond_events_accepted",
+            "Events accepted and stored, by type",
+            events_accepted.clone(),
+        );
+        let deliveries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "functiond_deliveries",
+            "Delivery attempts by result (delivered, retried, dead)",
+            deliveries.clone(),
+        );
+        let delivery_seconds =
+            Histogram::new([0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0, 3600.0]);
+        registry.register(
+            "functiond_delivery_latency_seconds",
+            "From an event's acceptance to its successful delivery",
+            delivery_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            events_accepted,
+            deliveries,
+            delivery_seconds,
             webhook_requests,
             webhook_seconds,
             schedule_runs,
@@ -238,6 +273,24 @@ impl Metrics {
             function: function.into(),
         };
         self.webhook_seconds.get_or_create(&f).observe(seconds);
+    }
+
+    pub fn observe_event_accepted(&self, event_type: &str) {
+        let labels = TypeLabel {
+            r#type: event_type.into(),
+        };
+        self.events_accepted.get_or_create(&labels).inc();
+    }
+
+    /// Counts a delivery attempt's result; `latency` (acceptance to delivery) for `delivered`.
+    pub fn observe_delivery(&self, result: &str, latency: f64) {
+        let labels = ResultLabel {
+            result: result.into(),
+        };
+        self.deliveries.get_or_create(&labels).inc();
+        if result == "delivered" {
+            self.delivery_seconds.observe(latency);
+        }
     }
 
     /// The OpenMetrics text exposition.

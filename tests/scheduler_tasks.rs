@@ -400,6 +400,7 @@ async fn a_tick_runs_once_across_replicas(env: Env) {
         exports_dir: env.dir.path().join("exports"),
         mailer: None,
         metrics: Metrics::new(),
+        events: None,
     };
     let (a, b) = (replica(), replica());
     let tick = Utc

@@ -25,6 +25,14 @@ pub struct RawRunnerConfig {
     pub api: Option<RawApi>,
     pub log: Option<RawLog>,
     pub reload: Option<RawReload>,
+    pub events: Option<RawEvents>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvents {
+    pub schemas_dir: Option<String>,
+    pub lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,6 +113,11 @@ pub struct RunnerConfig {
     pub reload_mode: ReloadMode,
     pub debounce: Duration,
     pub poll_interval: Duration,
+    /// Event JSON Schemas (`<type>.schema.json`) on top of the built-in ones.
+    pub event_schemas_dir: PathBuf,
+    /// How long a delivery worker holds a claimed delivery; after a crash, claims come back
+    /// after this long.
+    pub event_lease: Duration,
 }
 
 /// The API token: a literal from `FUNCTIOND_API_TOKEN`, or a secret reference from the file.
@@ -132,6 +145,8 @@ impl Default for RunnerConfig {
             reload_mode: ReloadMode::Watch,
             debounce: Duration::from_millis(100),
             poll_interval: Duration::from_millis(1000),
+            event_schemas_dir: PathBuf::from("schemas/events"),
+            event_lease: Duration::from_secs(60),
         }
     }
 }
@@ -211,6 +226,14 @@ pub fn load_runner_config(
         ))),
     }
     cfg.functions_dir = PathBuf::from(functions_dir);
+    let mut schemas_dir = cfg.event_schemas_dir.display().to_string();
+    let events = raw.events.clone().unwrap_or_default();
+    set_str(
+        "FUNCTIOND_EVENTS_SCHEMAS_DIR",
+        &mut schemas_dir,
+        events.schemas_dir.clone(),
+    );
+    cfg.event_schemas_dir = PathBuf::from(schemas_dir);
     cfg.exports_dir = PathBuf::from(exports_dir);
 
     cfg.api_token = match env("FUNCTIOND_API_TOKEN") {
@@ -257,6 +280,12 @@ pub fn load_runner_config(
         "FUNCTIOND_RELOAD_POLL_INTERVAL_MS",
         reload.poll_interval_ms,
         cfg.poll_interval,
+        &mut diags,
+    );
+    cfg.event_lease = ms(
+        "FUNCTIOND_EVENTS_LEASE_MS",
+        events.lease_ms,
+        cfg.event_lease,
         &mut diags,
     );
     if diags.is_empty() {

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod exports;
 pub mod limits;
 pub mod request_id;
@@ -16,12 +17,13 @@ use axum::extract::{Request, State};
 use axum::http::{header, Method};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{any, get};
+use axum::routing::{any, get, post};
 use axum::Router;
 use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::config::model::Secret;
+use crate::events::Events;
 use crate::exec::host::FlowHost;
 use crate::exec::js::{Host, JsPool};
 use crate::snapshot::Snapshot;
@@ -44,6 +46,7 @@ pub struct AppState {
     pub host: FlowHost,
     pub runs: RunWriter,
     pub limits: Limits,
+    pub events: Events,
 }
 
 impl AppState {
@@ -66,6 +69,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/functions", get(status::list_functions))
         .route("/api/functions/{name}", get(status::get_function))
         .route("/api/exports/{name}/{file}", get(exports::download))
+        .route("/api/events", post(events::ingest))
+        .route("/api/events/{id}", get(events::show))
+        .route("/api/deliveries/{id}/retry", post(events::retry))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     // Every method reaches the handler, which answers 404 or 405 (with the function's `Allow`).
     let webhooks = Router::new().route("/api/webhook/{name}", any(webhook::handle));

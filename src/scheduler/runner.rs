@@ -8,6 +8,7 @@ use tracing::{debug, info, warn};
 use super::engine::{Executor, Tick};
 use crate::config::model::FunctionKind;
 use crate::db::Database;
+use crate::events::Events;
 use crate::exec::mail::Mailer;
 use crate::exec::task::{run_task, TaskContext};
 use crate::snapshot::LoadedFunction;
@@ -22,6 +23,8 @@ pub struct TaskRunner {
     pub exports_dir: std::path::PathBuf,
     pub mailer: Option<Mailer>,
     pub metrics: Metrics,
+    /// Where `schedule.succeeded`, `schedule.failed` and `export.ready` go.
+    pub events: Option<Events>,
 }
 
 impl TaskRunner {
@@ -151,6 +154,9 @@ impl Executor for TaskRunner {
                 run.duration_ms.unwrap_or(0.0) / 1000.0,
                 lateness.as_secs_f64(),
             );
+            if let Some(events) = &this.events {
+                announce_run(events, &run).await;
+            }
             match run.status {
                 RunStatus::Succeeded => {
                     info!(function = %name, tick = %tick.scheduled_for, lateness_ms = lateness.as_secs_f64() * 1000.0, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
@@ -185,5 +191,50 @@ impl Executor for TaskRunner {
     fn last_tick(&self, function: String) -> BoxFuture<'static, Option<DateTime<Utc>>> {
         let store = self.store.clone();
         Box::pin(async move { store.last_tick(&function).await.ok().flatten() })
+    }
+}
+
+/// The runner's own events for a finished run: `schedule.succeeded` or `schedule.failed`, and
+/// `export.ready` when an export made a file.
+pub async fn announce_run(events: &Events, run: &RunRecord) {
+    let ok = run.status == RunStatus::Succeeded;
+    let mut base = serde_json::Map::new();
+    base.insert("function".into(), run.function.clone().into());
+    base.insert("run_id".into(), run.id.clone().into());
+    base.insert("status".into(), run.status.as_str().into());
+    base.insert("trigger".into(), run.trigger.clone().into());
+    if let Some(t) = run.scheduled_for {
+        base.insert("scheduled_for".into(), t.to_rfc3339().into());
+    }
+    if let Some(e) = &run.error {
+        base.insert("error".into(), e.clone().into());
+    }
+    let mut event = base.clone();
+    event.insert(
+        "type".into(),
+        if ok {
+            "schedule.succeeded"
+        } else {
+            "schedule.failed"
+        }
+        .into(),
+    );
+    if let Err(e) = events.publish(event, "runner").await {
+        warn!(function = %run.function, error = %e, "cannot publish the run's event");
+    }
+    if let (true, Some(file)) = (ok, &run.file) {
+        let mut event = base;
+        event.insert("type".into(), "export.ready".into());
+        event.insert("file".into(), file.clone().into());
+        event.insert(
+            "url".into(),
+            format!("/api/exports/{}/{file}", run.function).into(),
+        );
+        if let Some(rows) = run.rows_affected {
+            event.insert("rows".into(), rows.into());
+        }
+        if let Err(e) = events.publish(event, "runner").await {
+            warn!(function = %run.function, error = %e, "cannot publish export.ready");
+        }
     }
 }

@@ -1,44 +1,12 @@
-//! Events in the state database. An event is stored whole (`type`, `id`, `timestamp` and its
-//! payload keys) before anyone is told it was accepted; the same id stored twice is one event.
+//! Reading events back, and building them: an event is stored whole (`type`, `id`, `timestamp`
+//! and its payload keys); `outbox.rs` writes them with their deliveries.
 
 use chrono::{SecondsFormat, Utc};
-use futures::future::BoxFuture;
 use serde_json::{Map, Value};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::{for_sqlite, millis, Store};
+use super::{for_sqlite, Store};
 use crate::db::{Database, DbError};
-use crate::exec::host::EventSink;
-
-impl Store {
-    /// Stores `event` (an object with string `type` and `id`); `false` if that id already exists.
-    pub async fn insert_event(
-        &self,
-        event: &Map<String, Value>,
-        source: &str,
-    ) -> Result<bool, DbError> {
-        let id = event.get("id").and_then(Value::as_str).unwrap_or_default();
-        let kind = event
-            .get("type")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let payload = Value::Object(event.clone()).to_string();
-        let sql = "INSERT INTO functiond_events (id, type, payload, source, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
-        let now = millis(Utc::now());
-        let affected = on_db!(&self.db, sql, |q, pool| async {
-            q.bind(id)
-                .bind(kind)
-                .bind(&payload)
-                .bind(source)
-                .bind(now)
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected())
-        })
-        .map_err(|e| DbError::from_sqlx(e, sql))?;
-        Ok(affected == 1)
-    }
-}
 
 impl Store {
     /// The stored event with this id.
@@ -77,31 +45,4 @@ pub fn new_event(event_type: &str, data: Value) -> Result<Map<String, Value>, St
         event.insert("timestamp".into(), Value::String(now));
     }
     Ok(event)
-}
-
-impl EventSink for Store {
-    fn publish(
-        &self,
-        event_type: String,
-        data: Value,
-        source: String,
-    ) -> BoxFuture<'static, Result<String, String>> {
-        let store = self.clone();
-        Box::pin(async move {
-            if event_type.is_empty() {
-                return Err("emit: the event type must be a non-empty string".into());
-            }
-            let event = new_event(&event_type, data).map_err(|e| format!("emit: {e}"))?;
-            let id = event
-                .get("id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned();
-            store
-                .insert_event(&event, &source)
-                .await
-                .map_err(|e| format!("emit: {e}"))?;
-            Ok(id)
-        })
-    }
 }

@@ -143,15 +143,17 @@ macro_rules! on_db {
 }
 
 mod events;
+pub mod outbox;
 mod writer;
 
+pub use events::new_event;
 pub use writer::RunWriter;
 
 impl Store {
     /// Connects and creates the tables if they are missing.
     pub async fn open(url: &str) -> Result<Store, DbError> {
         let db = Database::connect(url).await?;
-        for stmt in SCHEMA {
+        for stmt in SCHEMA.iter().chain(outbox::OUTBOX_SCHEMA) {
             db.execute_script(stmt).await?;
         }
         Ok(Store { db })

@@ -1,0 +1,369 @@
+//! Events end to end: ingest, schema validation, idempotency, URL delivery with signatures checked
+//! by independent code, retries, dead letters and replay, flow subscribers, emit, the runner's own
+//! events.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use common::TestServer;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// A real HTTP receiver on loopback: records every request, answers with queued statuses (200
+/// when the queue is empty).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
+    answers: Arc<Mutex<VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start() -> (Receiver, String) {
+        let r = Receiver::default();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(r.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (r, url)
+    }
+    fn count(&self) -> usize {
+        self.got.lock().expect("lock").len()
+    }
+    fn last(&self) -> (HeaderMap, String) {
+        self.got
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .expect("a request")
+    }
+    fn answer(&self, statuses: &[u16]) {
+        self.answers.lock().expect("lock").extend(statuses);
+    }
+}
+
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    r.got.lock().expect("lock").push((headers, body));
+    let code = r.answers.lock().expect("lock").pop_front().unwrap_or(200);
+    StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
+}
+
+async fn until<F: Fn() -> bool>(what: &str, f: F) {
+    for _ in 0..250 {
+        if f() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn post_event(s: &TestServer, body: &str) -> (u16, Value) {
+    let res = s
+        .client
+        .post(format!("{}/api/events", s.base))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request");
+    let st = res.status().as_u16();
+    (st, res.json().await.unwrap_or(Value::Null))
+}
+
+async fn event_state(s: &TestServer, id: &str) -> Value {
+    s.get_json(&format!("/api/events/{id}")).await.1
+}
+
+async fn wait_delivery_status(s: &TestServer, id: &str, status: &str) -> Value {
+    for _ in 0..250 {
+        let v = event_state(s, id).await;
+        if v["deliveries"]
+            .as_array()
+            .is_some_and(|d| !d.is_empty() && d.iter().all(|d| d["status"] == status))
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "deliveries of {id} never all {status}: {}",
+        event_state(s, id).await
+    );
+}
+
+fn subscriber(url: &str, extra: &str) -> String {
+    format!("name = \"monitor\"\ntype = \"event\"\n[event]\ntypes = [\"agent_logged_in\"]\nurl = \"{url}\"\n[event.delivery]\ntimeout_ms = 2000\n{extra}\n")
+}
+
+const LOGIN: &str = r#"{"type": "agent_logged_in", "timestamp": "2026-12-04T09:00:00Z", "agent": "ana", "campaign": "sales"}"#;
+
+#[tokio::test]
+async fn delivered_signed_and_shown_with_its_attempts() {
+    let (rx, url) = Receiver::start().await;
+    std::env::set_var(
+        "FUNCTIOND_TEST_SIGNING",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let s = TestServer::start(&[(
+        "monitor.toml",
+        &subscriber(&url, "secret = { env = \"FUNCTIOND_TEST_SIGNING\" }"),
+    )])
+    .await;
+    let (st, v) = post_event(&s, LOGIN).await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["deliveries"], 1);
+    let id = v["id"].as_str().expect("id").to_owned();
+    until("the delivery", || rx.count() == 1).await;
+    let (headers, body) = rx.last();
+    let event: Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(event["type"], "agent_logged_in");
+    assert_eq!(event["id"], id.as_str());
+    assert_eq!(event["agent"], "ana");
+    assert_eq!(event["timestamp"], "2026-12-04T09:00:00Z");
+    // Standard Webhooks, checked here with the hmac crate: v1,base64(HMAC-SHA256(key, id.ts.body)).
+    assert_eq!(headers["webhook-id"], id.as_str());
+    let ts = headers["webhook-timestamp"].to_str().expect("ascii");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        .expect("key");
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let expected = format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    );
+    assert_eq!(headers["webhook-signature"], expected.as_str());
+
+    let v = wait_delivery_status(&s, &id, "delivered").await;
+    let d = &v["deliveries"][0];
+    assert_eq!(
+        (
+            d["function"].as_str(),
+            d["target"].as_str(),
+            d["attempts"].as_i64()
+        ),
+        (Some("monitor"), Some("url"), Some(1))
+    );
+    assert_eq!(d["attempt_log"][0]["status_code"], 200);
+    assert_eq!(v["event"]["agent"], "ana");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn retried_with_back_off_then_delivered() {
+    let (rx, url) = Receiver::start().await;
+    rx.answer(&[500, 503]);
+    let s = TestServer::start(&[(
+        "monitor.toml",
+        &subscriber(&url, "max_attempts = 5\nbackoff_ms = [0, 100, 200]"),
+    )])
+    .await;
+    let (_, v) = post_event(&s, LOGIN).await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    let v = wait_delivery_status(&s, &id, "delivered").await;
+    let log = v["deliveries"][0]["attempt_log"]
+        .as_array()
+        .expect("log")
+        .clone();
+    assert_eq!(
+        log.iter()
+            .map(|a| a["status_code"].as_i64())
+            .collect::<Vec<_>>(),
+        vec![Some(500), Some(503), Some(200)]
+    );
+    assert_eq!(
+        log.iter().map(|a| a["ok"].as_bool()).collect::<Vec<_>>(),
+        vec![Some(false), Some(false), Some(true)]
+    );
+    assert_eq!(rx.count(), 3);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dead_lettered_then_replayed() {
+    let (rx, url) = Receiver::start().await;
+    rx.answer(&[500, 500]);
+    let s = TestServer::start(&[(
+        "monitor.toml",
+        &subscriber(&url, "max_attempts = 2\nbackoff_ms = [0, 50]"),
+    )])
+    .await;
+    let (_, v) = post_event(&s, LOGIN).await;
+    let id = v["id"].as_str().expect("id").to_owned();
+    let v = wait_delivery_status(&s, &id, "dead").await;
+    let delivery = v["deliveries"][0]["id"]
+        .as_str()
+        .expect("delivery id")
+        .to_owned();
+    assert!(
+        v["deliveries"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("HTTP 500")),
+        "{v}"
+    );
+    // Only a dead delivery can be replayed; unknown ids are 404.
+    let retry = |d: String| {
+        s.client
+            .post(format!("{}/api/deliveries/{d}/retry", s.base))
+            .send()
+    };
+    assert_eq!(retry("nope".into()).await.expect("req").status(), 404);
+    assert_eq!(retry(delivery.clone()).await.expect("req").status(), 202);
+    wait_delivery_status(&s, &id, "delivered").await;
+    assert_eq!(retry(delivery).await.expect("req").status(), 409);
+    assert_eq!(rx.count(), 3);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_id_twice_is_one_event_delivered_once() {
+    let (rx, url) = Receiver::start().await;
+    let s = TestServer::start(&[("monitor.toml", &subscriber(&url, ""))]).await;
+    let body =
+        r#"{"type": "agent_logged_in", "id": "evt-42", "agent": "ana", "campaign": "sales"}"#;
+    let (st, first) = post_event(&s, body).await;
+    assert_eq!(
+        (st, first["id"].as_str(), first["duplicate"].as_bool()),
+        (202, Some("evt-42"), Some(false))
+    );
+    let (st, second) = post_event(&s, body).await;
+    assert_eq!((st, second["duplicate"].as_bool()), (202, Some(true)));
+    wait_delivery_status(&s, "evt-42", "delivered").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), 1);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_and_nothing_is_stored() {
+    let s = TestServer::start(&[]).await;
+    for (body, status, needle) in [
+        ("not json", 400, "not JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        ("{\"agent\": \"ana\"}", 400, "no `type`"),
+        ("{\"type\": 5}", 400, "`type`"),
+        ("{\"type\": \"x\", \"id\": 7}", 400, "`id`"),
+        (
+            r#"{"type": "agent_logged_in", "id": "bad-1", "campaign": "sales"}"#,
+            422,
+            "/: missing required key \"agent\"",
+        ),
+        (
+            r#"{"type": "agent_logged_in", "id": "bad-2", "agent": 3, "campaign": "sales"}"#,
+            422,
+            "/agent: 3 is not of type",
+        ),
+    ] {
+        let (st, v) = post_event(&s, body).await;
+        assert_eq!(st, status, "{body}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains(needle)),
+            "{body}: {v}"
+        );
+        assert!(v["request_id"].is_string());
+    }
+    for id in ["bad-1", "bad-2"] {
+        assert_eq!(s.get(&format!("/api/events/{id}")).await.status(), 404);
+    }
+    let big = format!(
+        "{{\"type\": \"x\", \"pad\": \"{}\"}}",
+        "x".repeat(1_100_000)
+    );
+    assert_eq!(post_event(&s, &big).await.0, 413);
+    // An event type without a schema is accepted as is.
+    assert_eq!(
+        post_event(&s, r#"{"type": "custom.thing", "n": 1}"#)
+            .await
+            .0,
+        202
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn flow_subscribers_get_event_and_throwing_flows_are_retried() {
+    // Fails on its first run (no table yet), succeeds on the next: a retried delivery.
+    let flow = r#"
+const seen = await db.query("SELECT name FROM sqlite_master WHERE name = 'seen'", []);
+await db.execute("CREATE TABLE IF NOT EXISTS seen (id TEXT, agent TEXT, type TEXT)", []);
+if (seen.length === 0) throw new Error("first run fails on purpose");
+await db.execute("INSERT INTO seen VALUES (?, ?, ?)", [EVENT.id, EVENT.agent, EVENT.type]);
+"#;
+    let file = format!(
+        "name = \"recorder\"\ntype = \"event\"\n[event]\ntypes = [\"agent_logged_in\"]\n[event.delivery]\nbackoff_ms = [0, 50]\n[flow]\ninline = \"\"\"{flow}\"\"\"\n"
+    );
+    let emitter = "name = \"login\"\ntype = \"webhook\"\n[flow]\ninline = \"\"\"const id = await emit('agent_logged_in', { agent: BODY.agent, campaign: 'sales' }); setWebhookResponse({ status: 202, body: { id } })\"\"\"\n";
+    let s = TestServer::start(&[("recorder.toml", &file), ("login.toml", emitter)]).await;
+    let res = s
+        .client
+        .post(format!("{}/api/webhook/login", s.base))
+        .json(&json!({"agent": "bo"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 202);
+    let id = res.json::<Value>().await.expect("json")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let v = wait_delivery_status(&s, &id, "delivered").await;
+    let d = &v["deliveries"][0];
+    assert_eq!(
+        (d["target"].as_str(), d["attempts"].as_i64()),
+        (Some("flow"), Some(2))
+    );
+    assert!(
+        d["attempt_log"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("first run fails on purpose")),
+        "{v}"
+    );
+    let db = functiond::db::Database::connect(&common::config(s.dir.path()).database_url)
+        .await
+        .expect("db");
+    let rows = db
+        .query_json("SELECT id, agent, type FROM seen", &[])
+        .await
+        .expect("rows");
+    assert_eq!(
+        Value::Array(rows.into_iter().map(Value::Object).collect()),
+        json!([{"id": id, "agent": "bo", "type": "agent_logged_in"}])
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn rejected_files_are_announced_as_events() {
+    let (rx, url) = Receiver::start().await;
+    let watcher = format!("name = \"ops\"\ntype = \"event\"\n[event]\ntypes = [\"function.rejected\"]\nurl = \"{url}\"\n");
+    let s = TestServer::start(&[("ops.toml", &watcher)]).await;
+    s.write(
+        "broken.toml",
+        "name = \"broken\"\ntype = \"webhook\"\nbogus = 1\n",
+    );
+    until("function.rejected", || rx.count() == 1).await;
+    let (_, body) = rx.last();
+    let v: Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["type"], "function.rejected");
+    assert_eq!(v["function"], "broken");
+    assert_eq!(v["file"], "broken.toml");
+    assert!(
+        v["errors"][0]
+            .as_str()
+            .is_some_and(|e| e.contains("unknown key `bogus`")),
+        "{v}"
+    );
+    s.stop().await;
+}
