@@ -294,6 +294,73 @@ pub async fn invoke(
     ))
 }
 
+/// Publishes one event and delivers it in this process (`functiond emit --local`): the same
+/// validation, outbox and delivery code as the server. Waits until every delivery of the event
+/// is delivered or dead-lettered, or `wait` passes, and returns the event and its deliveries.
+pub async fn emit_locally(
+    config: &RunnerConfig,
+    schemas: Arc<Schemas>,
+    event: serde_json::Map<String, serde_json::Value>,
+    wait: Duration,
+) -> Result<(
+    crate::events::Published,
+    Vec<crate::store::outbox::DeliveryView>,
+)> {
+    let root = config.functions_dir.clone();
+    let (reloader, snapshots) = Reloader::new(schemas, root.clone());
+    tokio::task::spawn_blocking(move || reloader.reload_blocking(Trigger::Start))
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .map_err(|e| Error::FunctionsDir {
+            path: root,
+            reason: e.to_string(),
+        })?;
+    let services = Services::open(config).await?;
+    let (trigger, shutdown) = shutdown::channel();
+    let metrics = Metrics::new();
+    let (state, tasks) = services.app_state(
+        config,
+        snapshots.clone(),
+        metrics.clone(),
+        None,
+        shutdown.clone(),
+    )?;
+    let deliverer = Deliverer {
+        store: services.store.clone(),
+        snapshots,
+        js: state.js.clone(),
+        host: state.host.clone(),
+        http: FlowHost::http_client(),
+        metrics,
+        events: state.events.clone(),
+        lease: config.event_lease,
+    };
+    let worker = tokio::spawn(deliverer.run(shutdown, config.drain_timeout));
+    let published = state
+        .events
+        .publish(event, "cli")
+        .await
+        .map_err(|e| Error::Config(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let deliveries = loop {
+        let d = services
+            .store
+            .deliveries_of(&published.id)
+            .await
+            .map_err(|e| Error::Database(e.to_string()))?;
+        if d.iter().all(|d| d.status != "pending") || tokio::time::Instant::now() >= deadline {
+            break d;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    trigger.trigger();
+    let _ = worker.await;
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok((published, deliveries))
+}
+
 /// Publishes `function.rejected` for every file that newly fails to load (or fails differently),
 /// so users can react, for example by e-mailing whoever owns the functions repository.
 async fn announce_rejections(

@@ -76,6 +76,17 @@ enum Command {
         #[arg(long, value_name = "NAME:VALUE")]
         header: Vec<String>,
     },
+    /// Publish an event to the running server (or, with --local, store and deliver it here).
+    Emit {
+        /// The event type, e.g. agent_logged_in.
+        r#type: String,
+        /// The payload, a JSON object (its keys become the event's keys).
+        #[arg(long)]
+        json: Option<String>,
+        /// Do not use the server: store the event and run its deliveries in this process.
+        #[arg(long)]
+        local: bool,
+    },
     /// Run a scheduler's task now, through the same code path as the scheduler, and record it.
     Run {
         /// The scheduler function's name.
@@ -105,6 +116,11 @@ fn main() -> ExitCode {
         }
         Command::Healthcheck => cli::serve::healthcheck(config.listen),
         Command::Run { name } => cli::run::run_now(config, &schemas, &name),
+        Command::Emit {
+            r#type,
+            json,
+            local,
+        } => cli::emit::emit(config, schemas, &r#type, json.as_deref(), local),
         Command::Invoke {
             name,
             method,

@@ -412,3 +412,160 @@ fn invoke_runs_the_leads_example_through_the_router() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--json is not JSON"));
 }
+
+/// A minimal HTTP/1.1 receiver on a std thread: records each request body, answers 200.
+fn receiver(listener: std::net::TcpListener) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use std::io::{Read, Write};
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = stream.read(&mut chunk) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() >= end + 4 + len {
+                        break Some(
+                            String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).into_owned(),
+                        );
+                    }
+                }
+            };
+            if let Some(b) = body {
+                seen.lock().expect("lock").push(b);
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+        }
+    });
+    got
+}
+
+fn event_subscriber(functions: &Path, port: u16) {
+    std::fs::write(
+        functions.join("monitor.toml"),
+        format!("name = \"monitor\"\ntype = \"event\"\n[event]\ntypes = [\"agent_logged_in\"]\nurl = \"http://127.0.0.1:{port}/hook\"\n[event.delivery]\nmax_attempts = 100\nbackoff_ms = [0, 100]\ntimeout_ms = 1000\n"),
+    )
+    .expect("write");
+}
+
+#[test]
+fn an_accepted_event_survives_kill_9_and_is_delivered_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let functions = dir.path().join("functions.d");
+    std::fs::create_dir(&functions).expect("mkdir");
+    // The subscriber is down while the first server runs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    event_subscriber(&functions, port);
+    std::env::set_var("FUNCTIOND_EVENTS_LEASE_MS", "300");
+    let s = Server::start(&functions, false);
+    let out = Command::new(BIN)
+        .args([
+            "emit",
+            "agent_logged_in",
+            "--json",
+            "{\"agent\": \"ana\", \"campaign\": \"sales\", \"id\": \"evt-kill-9\"}",
+        ])
+        .env("FUNCTIOND_LISTEN", s.addr.trim_start_matches("http://"))
+        .output()
+        .expect("emit runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out).trim(), "evt-kill-9");
+    // kill -9 right after the 202: no chance to finish anything.
+    s.signal("-KILL");
+    let _ = s.wait_exit();
+    let got = receiver(
+        std::net::TcpListener::bind(("127.0.0.1", port)).expect("rebind the subscriber port"),
+    );
+    let s = Server::start(&functions, false);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < deadline, "not delivered after restart");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body: serde_json::Value =
+        serde_json::from_str(&got.lock().expect("lock")[0]).expect("json");
+    assert_eq!(
+        (body["id"].as_str(), body["agent"].as_str()),
+        (Some("evt-kill-9"), Some("ana"))
+    );
+    let (_, v) = s.get("/api/events/evt-kill-9");
+    assert_eq!(v["event"]["type"], "agent_logged_in");
+    s.signal("-TERM");
+    assert_eq!(s.wait_exit().code(), Some(0));
+}
+
+#[test]
+fn emit_local_delivers_the_agent_activity_example() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    copy_dir(&root().join("functions.d"), &dir.path().join("functions.d"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let got = receiver(listener);
+    // The example posts to the monitoring service on 127.0.0.1:9000; point it at this receiver.
+    let example = dir.path().join("functions.d/agent-activity.toml");
+    let text = std::fs::read_to_string(&example)
+        .expect("example")
+        .replace("127.0.0.1:9000", &format!("127.0.0.1:{port}"));
+    std::fs::write(&example, text).expect("write");
+    let out = Command::new(BIN)
+        .args(["emit", "agent_logged_in", "--local", "--json", "{\"timestamp\": \"2026-12-04T09:00:00Z\", \"agent\": \"ana\", \"campaign\": \"sales\"}"])
+        .current_dir(dir.path())
+        .env_remove("FUNCTIOND_DATABASE_URL")
+        .env_remove("FUNCTIOND_STATE_URL")
+        .output()
+        .expect("emit runs");
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("agent-activity (url): delivered after 1 attempt(s)"),
+        "{text}"
+    );
+    let body: serde_json::Value =
+        serde_json::from_str(&got.lock().expect("lock")[0]).expect("json");
+    assert_eq!(body["type"], "agent_logged_in");
+    assert_eq!(body["campaign"], "sales");
+    // A bad event is refused with the catalog's reason.
+    let out = Command::new(BIN)
+        .args([
+            "emit",
+            "agent_logged_in",
+            "--local",
+            "--json",
+            "{\"campaign\": \"sales\"}",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("emit runs");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing required key \"agent\""));
+}

@@ -367,3 +367,34 @@ async fn rejected_files_are_announced_as_events() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn postgres_as_the_state_database() {
+    let Some(url) = std::env::var("FUNCTIOND_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
+        return;
+    };
+    let (rx, hook) = Receiver::start().await;
+    rx.answer(&[502]);
+    let s = TestServer::start_with(
+        &[("monitor.toml", &subscriber(&hook, "backoff_ms = [0, 50]"))],
+        |cfg| {
+            cfg.state_url = url.clone();
+        },
+    )
+    .await;
+    let id = format!("pg-{}", uuid::Uuid::now_v7().simple());
+    let body = format!(
+        r#"{{"type": "agent_logged_in", "id": "{id}", "agent": "ana", "campaign": "sales"}}"#
+    );
+    let (st, v) = post_event(&s, &body).await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(post_event(&s, &body).await.1["duplicate"], true);
+    let v = wait_delivery_status(&s, &id, "delivered").await;
+    assert_eq!(v["deliveries"][0]["attempts"], 2);
+    assert_eq!(rx.count(), 2);
+    s.stop().await;
+}

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod cron;
+pub mod emit;
 pub mod invoke;
 pub mod run;
 pub mod serve;

@@ -202,7 +202,14 @@ impl Store {
     /// Claims up to `limit` due deliveries for `lease_ms`.
     pub async fn claim_due(&self, limit: i64, lease_ms: i64) -> Result<Vec<Due>, DbError> {
         let now = millis(Utc::now());
-        let claim = "UPDATE functiond_deliveries SET locked_until = $1 WHERE id IN (SELECT id FROM functiond_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 AND (locked_until IS NULL OR locked_until < $2) ORDER BY next_attempt_at LIMIT $3) RETURNING id, event_id, function, target, attempts, created_at";
+        // PostgreSQL: skip rows another replica is claiming right now instead of claiming them
+        // twice. SQLite has one writer at a time, so the plain form is enough there.
+        let lock = match self.db {
+            Database::Postgres(_) => " FOR UPDATE SKIP LOCKED",
+            Database::Sqlite(_) => "",
+        };
+        let claim = format!("UPDATE functiond_deliveries SET locked_until = $1 WHERE id IN (SELECT id FROM functiond_deliveries WHERE status = 'pending' AND next_attempt_at <= $2 AND (locked_until IS NULL OR locked_until < $2) ORDER BY next_attempt_at LIMIT $3{lock}) RETURNING id, event_id, function, target, attempts, created_at");
+        let claim = claim.as_str();
         let claimed: Vec<(String, String, String, String, i64, i64)> =
             on_db!(&self.db, claim, |q, pool| async {
                 let rows = q
