@@ -12,6 +12,8 @@
 //!                         changes (watch.rs), turn a reload request into a snapshot (reload.rs)
 //!       ─▶ snapshot.rs    the immutable function set; swapped atomically, never mutated
 //!       ─▶ http/          axum router: webhooks, status API, exports download, health, metrics
+//!       ─▶ events/        publish (catalog check, subscribers, group commit to the outbox)
+//!                         and deliver (URL POSTs, flows, retries, dead letters)
 //!       ─▶ scheduler/     when scheduler functions fire (engine.rs) and how a tick is run and
 //!                         recorded (runner.rs)
 //!       ─▶ exec/          executors: flows (js/), activities (host.rs), sql and shell tasks,
