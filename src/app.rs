@@ -255,14 +255,14 @@ impl Services {
     }
 }
 
-/// Sends one request through the same router the server uses, without a socket, watcher or
-/// scheduler (`functiond invoke`). The run is recorded like any other.
-pub async fn invoke(
+/// The function set (loaded once, not watched) and the services, for one-shot commands.
+async fn load_once(
     config: &RunnerConfig,
     schemas: Arc<Schemas>,
-    request: axum::http::Request<axum::body::Body>,
-) -> Result<axum::response::Response> {
-    use tower::ServiceExt;
+) -> Result<(
+    tokio::sync::watch::Receiver<Arc<crate::snapshot::Snapshot>>,
+    Services,
+)> {
     let root = config.functions_dir.clone();
     let (reloader, snapshots) = Reloader::new(schemas, root.clone());
     tokio::task::spawn_blocking(move || reloader.reload_blocking(Trigger::Start))
@@ -272,7 +272,18 @@ pub async fn invoke(
             path: root,
             reason: e.to_string(),
         })?;
-    let services = Services::open(config).await?;
+    Ok((snapshots, Services::open(config).await?))
+}
+
+/// Sends one request through the same router the server uses, without a socket, watcher or
+/// scheduler (`functiond invoke`). The run is recorded like any other.
+pub async fn invoke(
+    config: &RunnerConfig,
+    schemas: Arc<Schemas>,
+    request: axum::http::Request<axum::body::Body>,
+) -> Result<axum::response::Response> {
+    use tower::ServiceExt;
+    let (snapshots, services) = load_once(config, schemas).await?;
     let (trigger, shutdown) = shutdown::channel();
     let (state, tasks) = services.app_state(config, snapshots, Metrics::new(), None, shutdown)?;
     let response = http::router(state)
@@ -306,16 +317,7 @@ pub async fn emit_locally(
     crate::events::Published,
     Vec<crate::store::outbox::DeliveryView>,
 )> {
-    let root = config.functions_dir.clone();
-    let (reloader, snapshots) = Reloader::new(schemas, root.clone());
-    tokio::task::spawn_blocking(move || reloader.reload_blocking(Trigger::Start))
-        .await
-        .map_err(|e| Error::Internal(e.to_string()))?
-        .map_err(|e| Error::FunctionsDir {
-            path: root,
-            reason: e.to_string(),
-        })?;
-    let services = Services::open(config).await?;
+    let (snapshots, services) = load_once(config, schemas).await?;
     let (trigger, shutdown) = shutdown::channel();
     let metrics = Metrics::new();
     let (state, tasks) = services.app_state(

@@ -57,25 +57,7 @@ enum Command {
         from: Option<String>,
     },
     /// Run a webhook once without the server (same router and flow runtime) and print the response.
-    Invoke {
-        /// The webhook function's name.
-        name: String,
-        /// HTTP method (default: POST when a body is given, else GET).
-        #[arg(long)]
-        method: Option<String>,
-        /// A JSON body (sent as application/json).
-        #[arg(long, conflicts_with = "form")]
-        json: Option<String>,
-        /// A form field (sent as application/x-www-form-urlencoded); repeat for more.
-        #[arg(long, value_name = "KEY=VALUE")]
-        form: Vec<String>,
-        /// A query parameter; repeat for more.
-        #[arg(long, value_name = "KEY=VALUE")]
-        query: Vec<String>,
-        /// A request header; repeat for more.
-        #[arg(long, value_name = "NAME:VALUE")]
-        header: Vec<String>,
-    },
+    Invoke(cli::invoke::InvokeArgs),
     /// Publish an event to the running server (or, with --local, store and deliver it here).
     Emit {
         /// The event type, e.g. agent_logged_in.
@@ -121,14 +103,7 @@ fn main() -> ExitCode {
             json,
             local,
         } => cli::emit::emit(config, schemas, &r#type, json.as_deref(), local),
-        Command::Invoke {
-            name,
-            method,
-            json,
-            form,
-            query,
-            header,
-        } => cli::invoke::invoke(config, schemas, &name, method, json, &form, &query, &header),
+        Command::Invoke(args) => cli::invoke::invoke(config, schemas, args),
         Command::Cron {
             schedule,
             fields,

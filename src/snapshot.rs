@@ -302,6 +302,23 @@ pub fn next(
     }
 }
 
+/// Reads and compiles `dir` once, for commands that need the function set without a server
+/// (`check`, `run`): the same rules as a reload, as if starting from nothing.
+pub fn load_once(
+    schemas: &crate::config::Schemas,
+    dir: &std::path::Path,
+) -> std::io::Result<Snapshot> {
+    let scan =
+        crate::source::load::load_dir(schemas, dir, dir, &crate::config::compile::SystemInputs)?;
+    Ok(next(
+        &Snapshot::default(),
+        scan,
+        Trigger::Start,
+        Utc::now(),
+        0.0,
+    ))
+}
+
 /// The snapshot after a reload that could not read the directory: everything stays as it was.
 pub fn failed(prev: &Snapshot, trigger: Trigger, now: DateTime<Utc>, error: String) -> Snapshot {
     let mut s = prev.clone();

@@ -4,8 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use functiond::config::{Diagnostic, FunctionKind, Schemas};
-use functiond::snapshot::{self, FileStatus, Trigger};
-use functiond::source::load::load_dir;
+use functiond::snapshot::{self, FileStatus};
 
 pub fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
     if !dir.is_dir() {
@@ -15,20 +14,13 @@ pub fn check(schemas: &Schemas, dir: &Path) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let scan = match load_dir(schemas, dir, dir, &functiond::config::compile::SystemInputs) {
+    let snap = match snapshot::load_once(schemas, dir) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("functiond check: cannot read {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
     };
-    let snap = snapshot::next(
-        &Default::default(),
-        scan,
-        Trigger::Start,
-        chrono::Utc::now(),
-        0.0,
-    );
     let mut problems: Vec<&Diagnostic> =
         snap.files.values().flat_map(|f| f.errors.iter()).collect();
     problems.sort();

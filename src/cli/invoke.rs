@@ -7,19 +7,31 @@ use functiond::config::runner::RunnerConfig;
 use functiond::config::Schemas;
 use functiond::{app, telemetry};
 
-#[allow(clippy::too_many_arguments)]
-pub fn invoke(
-    config: RunnerConfig,
-    schemas: Arc<Schemas>,
-    name: &str,
-    method: Option<String>,
-    json: Option<String>,
-    form: &[String],
-    query: &[String],
-    headers: &[String],
-) -> ExitCode {
+/// What to send.
+#[derive(clap::Args)]
+pub struct InvokeArgs {
+    /// The webhook function's name.
+    pub name: String,
+    /// HTTP method (default: POST when a body is given, else GET).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// A JSON body (sent as application/json).
+    #[arg(long, conflicts_with = "form")]
+    pub json: Option<String>,
+    /// A form field (sent as application/x-www-form-urlencoded); repeat for more.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub form: Vec<String>,
+    /// A query parameter; repeat for more.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub query: Vec<String>,
+    /// A request header; repeat for more.
+    #[arg(long, value_name = "NAME:VALUE")]
+    pub header: Vec<String>,
+}
+
+pub fn invoke(config: RunnerConfig, schemas: Arc<Schemas>, args: InvokeArgs) -> ExitCode {
     telemetry::init_logging(config.log_format, "warn");
-    let request = match build_request(name, method, json, form, query, headers) {
+    let request = match build_request(args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("functiond invoke: {e}");
@@ -56,14 +68,7 @@ pub fn invoke(
     })
 }
 
-fn build_request(
-    name: &str,
-    method: Option<String>,
-    json: Option<String>,
-    form: &[String],
-    query: &[String],
-    headers: &[String],
-) -> Result<axum::http::Request<axum::body::Body>, String> {
+fn build_request(args: InvokeArgs) -> Result<axum::http::Request<axum::body::Body>, String> {
     fn pair<'a>(s: &'a str, sep: char, what: &str) -> Result<(&'a str, &'a str), String> {
         s.split_once(sep)
             .ok_or_else(|| format!("{s:?}: expected {what}"))
@@ -76,13 +81,21 @@ fn build_request(
         }
         Ok(out.join("&"))
     }
+    let InvokeArgs {
+        name,
+        method,
+        json,
+        form,
+        query,
+        header: headers,
+    } = args;
     let (body, content_type) = match (&json, form.is_empty()) {
         (Some(j), _) => {
             serde_json::from_str::<serde_json::Value>(j)
                 .map_err(|e| format!("--json is not JSON: {e}"))?;
             (j.clone(), Some("application/json"))
         }
-        (None, false) => (encode(form)?, Some("application/x-www-form-urlencoded")),
+        (None, false) => (encode(&form)?, Some("application/x-www-form-urlencoded")),
         (None, true) => (String::new(), None),
     };
     let method = method.unwrap_or_else(|| {
@@ -95,7 +108,7 @@ fn build_request(
     let mut uri = format!("/api/webhook/{name}");
     if !query.is_empty() {
         uri.push('?');
-        uri.push_str(&encode(query)?);
+        uri.push_str(&encode(&query)?);
     }
     let mut builder = axum::http::Request::builder()
         .method(method.to_ascii_uppercase().as_str())
@@ -103,7 +116,7 @@ fn build_request(
     if let Some(ct) = content_type {
         builder = builder.header("content-type", ct);
     }
-    for h in headers {
+    for h in &headers {
         let (k, v) = pair(h, ':', "NAME:VALUE")?;
         builder = builder.header(k.trim(), v.trim());
     }

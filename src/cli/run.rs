@@ -4,8 +4,7 @@ use std::process::ExitCode;
 
 use functiond::config::runner::RunnerConfig;
 use functiond::config::{FunctionKind, Schemas};
-use functiond::snapshot::{self, Trigger};
-use functiond::source::load::load_dir;
+use functiond::snapshot;
 use functiond::telemetry;
 
 pub fn run_now(config: RunnerConfig, schemas: &Schemas, name: &str) -> ExitCode {
@@ -58,15 +57,8 @@ async fn run_once(
 ) -> Result<functiond::store::RunRecord, String> {
     use functiond::exec::task::TaskContext;
     let dir = &config.functions_dir;
-    let scan = load_dir(schemas, dir, dir, &functiond::config::compile::SystemInputs)
+    let snap = snapshot::load_once(schemas, dir)
         .map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-    let snap = snapshot::next(
-        &Default::default(),
-        scan,
-        Trigger::Start,
-        chrono::Utc::now(),
-        0.0,
-    );
     let f = snap.functions.get(name).ok_or_else(|| {
         let problems: Vec<String> = snap
             .files

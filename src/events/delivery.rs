@@ -20,7 +20,7 @@ use tracing::{debug, info, warn};
 use super::Events;
 use crate::config::compile::standard_webhooks_key;
 use crate::config::model::{Delivery, EventFunction, FunctionKind};
-use crate::exec::host::FlowHost;
+use crate::exec::host::{error_chain, flow_env, FlowHost};
 use crate::exec::js::{FlowError, FlowJob, JsPool};
 use crate::http::auth::standard_webhooks_sign;
 use crate::shutdown::Shutdown;
@@ -186,7 +186,7 @@ impl Deliverer {
             }
         }
         match req.body(body).send().await {
-            Err(err) => failed(format!("POST {url}: {}", chain(&err))),
+            Err(err) => failed(format!("POST {url}: {}", error_chain(&err))),
             Ok(res) => {
                 let status = res.status();
                 let text = res.text().await.unwrap_or_default();
@@ -209,11 +209,7 @@ impl Deliverer {
         let mut host = self.host.clone();
         host.source = format!("event:{name}");
         host.events = Arc::new(self.events.clone());
-        let env = flow
-            .env
-            .iter()
-            .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
-            .collect();
+        let env = flow_env(flow);
         let job = FlowJob {
             name: Arc::from(name),
             script_id: Arc::from(hash),
@@ -281,17 +277,6 @@ fn random_unit() -> f64 {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        source = s.source();
-    }
-    msg
 }
 
 #[cfg(test)]

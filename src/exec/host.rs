@@ -80,6 +80,14 @@ impl Host for FlowHost {
     }
 }
 
+/// The `env(name)` values a flow may read: the variables it lists that are set now.
+pub fn flow_env(flow: &crate::config::model::Flow) -> Vec<(String, String)> {
+    flow.env
+        .iter()
+        .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
+        .collect()
+}
+
 /// `{url, method, headers, body, timeout_ms}` → `{status, headers, body, json}`. A string body is
 /// sent as is; any other body as JSON with `content-type: application/json`. `json` is the parsed
 /// body when it is JSON, else null.
@@ -157,7 +165,8 @@ async fn http_request(client: &reqwest::Client, request: Value) -> Result<Value,
     Ok(json!({ "status": status, "headers": headers, "body": text, "json": parsed }))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, `a: b: c`, as users need to see network failures.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

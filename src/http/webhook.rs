@@ -21,6 +21,7 @@ use super::auth;
 use super::request_id::RequestId;
 use super::{ApiError, AppState};
 use crate::config::model::{FunctionKind, HttpMethod, Webhook};
+use crate::exec::host::flow_env;
 use crate::exec::js::{ConsoleLevel, FlowBody, FlowError, FlowJob, FlowOutcome};
 use crate::snapshot::LoadedFunction;
 use crate::store::{RunRecord, RunStatus};
@@ -126,11 +127,7 @@ async fn serve(
             Value::Object(query_object(parts.uri.query())),
         ),
     ];
-    let env = flow
-        .env
-        .iter()
-        .filter_map(|n| std::env::var(n).ok().map(|v| (n.clone(), v)))
-        .collect();
+    let env = flow_env(flow);
     let job = FlowJob {
         name: Arc::from(f.function.name.as_str()),
         script_id: Arc::from(f.hash.as_str()),

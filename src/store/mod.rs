@@ -237,29 +237,7 @@ impl Store {
 
     /// Inserts a run (usually with status `running`, then [`Store::finish_run`]).
     pub async fn insert_run(&self, r: &RunRecord) -> Result<(), DbError> {
-        let sql = "INSERT INTO functiond_runs (id, function, kind, version, trigger, request_id, scheduled_for, started_at, finished_at, status, duration_ms, output, error, rows_affected, file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
-        on_db!(&self.db, sql, |q, pool| async {
-            q.bind(&r.id)
-                .bind(&r.function)
-                .bind(&r.kind)
-                .bind(&r.version)
-                .bind(&r.trigger)
-                .bind(&r.request_id)
-                .bind(r.scheduled_for.map(millis))
-                .bind(millis(r.started_at))
-                .bind(r.finished_at.map(millis))
-                .bind(r.status.as_str())
-                .bind(r.duration_ms)
-                .bind(&r.output)
-                .bind(&r.error)
-                .bind(r.rows_affected)
-                .bind(&r.file)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        })
-        .map_err(|e| DbError::from_sqlx(e, sql))?;
-        Ok(())
+        self.insert_runs(std::slice::from_ref(r)).await
     }
 
     /// Records how a run ended.
