@@ -18,6 +18,12 @@
 #   THREADS      wrk threads (default 2);  CONNECTIONS  wrk connections (default 50)
 #   SKIP_BUILD=1 use the binaries already in target/release
 #   WORK         scratch folder (default: a new temporary folder, removed at the end)
+#   BLOCK_HISTORY=1  diagnostic: hold the state database's write lock during the runs, so that
+#                the run-history writer stalls and drops records (shows what writing costs)
+#
+# Besides req/s, latency and RSS, the report gives the server's CPU per request, split by thread
+# name (bench/webhook/cpu.py reads /proc): wrk shares the CPUs, so req/s is bounded by
+# (CPUs) / (server CPU per request + wrk CPU per request).
 #
 # Target check (printed; the exit status stays 0 when a target is missed, since this is a
 # measurement): (a) >= 0.6x, (b) >= 0.3x, (c) >= 0.1x the baseline's req/s; p99 of (b) <= 5 ms;
@@ -35,6 +41,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 FUNCTIOND=$TARGET_DIR/release/functiond
 HELLO=$TARGET_DIR/release/examples/hello_axum
 LUA=$HERE/post.lua
+CPU=$HERE/cpu.py
 
 die() {
   echo "bench/webhook: $*" >&2
@@ -117,7 +124,7 @@ DATA=$WORK/data
 FUNCS=$WORK/functions.d
 mkdir -p "$DATA" "$FUNCS" "$DATA/exports"
 rm -f "$DATA/app.db" "$DATA/functiond.db"
-sqlite3 "$DATA/app.db" <<'SQL'
+sqlite3 "$DATA/app.db" >/dev/null <<'SQL'
 PRAGMA journal_mode = WAL;
 CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price REAL NOT NULL);
 INSERT INTO items (id, name, price) VALUES
@@ -220,6 +227,19 @@ check respond "$FD/api/webhook/respond" '{"ok":true}'
 check query "$FD/api/webhook/query" '{"id":1,"name":"Ana'"'"'s notebook"}'
 
 # --- measuring -------------------------------------------------------------------------------------
+# Optional diagnostic: hold the state database's write lock from another connection, so that
+# functiond's run-history writer stalls (its insert waits out the busy timeout) and the records
+# of these runs are dropped at its bounded queue instead of written. Not a product setting.
+if [ "${BLOCK_HISTORY:-0}" = 1 ]; then
+  mkfifo "$WORK/lock.fifo"
+  sqlite3 "$DATA/functiond.db" <"$WORK/lock.fifo" >"$WORK/lock.log" 2>&1 &
+  PIDS+=("$!")
+  exec 9>"$WORK/lock.fifo"
+  echo "BEGIN IMMEDIATE;" >&9
+  sleep 0.5
+  echo "BLOCK_HISTORY=1: the state database is write-locked; run history is not written"
+fi
+
 # to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.02s" / "1.50m" in milliseconds.
 to_ms() {
   awk -v v="$1" 'BEGIN {
@@ -230,26 +250,36 @@ to_ms() {
 }
 rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 
-declare -A RPS P50 P99 RSS
+declare -A RPS P50 P99 RSS CPU_REQ CORES BUSY BY_THREAD WRK_REQ WRK_C SIRQ SWITCHES
 FAILED=0
 SAMPLE_EVERY=$(awk -v d="$DURATION" 'BEGIN { printf "%.2f", d / 10 }')
 
 # measure KEY URL PID
 measure() {
-  local key=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt wrk_pid max=0 now rc=0
+  local key=$1 url=$2 pid=$3 out=$WORK/wrk-$1.txt sampler max rc=0 requests line wrk0 wrk1 secs
   if [ "$WARMUP" != 0 ]; then
     wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" -s "$LUA" "$url" >"$WORK/warmup-$key.txt" 2>&1 ||
       { cat "$WORK/warmup-$key.txt" >&2; die "$key: warm-up wrk failed"; }
   fi
-  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "$url" >"$out" 2>&1 &
-  wrk_pid=$!
-  while kill -0 "$wrk_pid" 2>/dev/null; do
-    sleep "$SAMPLE_EVERY"
-    now=$(rss_mb "$pid" VmRSS)
-    if [ -n "$now" ] && awk -v a="$now" -v b="$max" 'BEGIN { exit !(a > b) }'; then max=$now; fi
-  done
-  wait "$wrk_pid" || rc=$?
+  python3 "$CPU" snap "$pid" >"$WORK/cpu-$key-before.json"
+  # RSS sampler: the server's VmRSS every DURATION/10 s, one line each, while wrk runs.
+  (
+    while :; do
+      sleep "$SAMPLE_EVERY"
+      rss_mb "$pid" VmRSS
+      echo
+    done
+  ) >"$WORK/rss-$key.txt" &
+  sampler=$!
+  # wrk's own CPU: this shell's waited-for children's CPU (cutime + cstime, in ticks) around it.
+  wrk0=$(awk '{ print $16 + $17 }' "/proc/$$/stat")
+  wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$LUA" "$url" >"$out" 2>&1 || rc=$?
+  wrk1=$(awk '{ print $16 + $17 }' "/proc/$$/stat")
+  python3 "$CPU" snap "$pid" >"$WORK/cpu-$key-after.json"
+  kill "$sampler" 2>/dev/null || true
+  wait "$sampler" 2>/dev/null || true
   kill -0 "$pid" 2>/dev/null || die "$key: the server died during the run"
+  max=$(awk 'NF && $1 > m { m = $1 } END { printf "%.1f", m }' "$WORK/rss-$key.txt")
   echo "--- $key: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -s post.lua $url"
   cat "$out"
   [ "$rc" = 0 ] || die "$key: wrk exited with $rc"
@@ -258,6 +288,19 @@ measure() {
   P99[$key]=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$out")")
   RSS[$key]=$max
   [ -n "${RPS[$key]}" ] || die "$key: cannot read Requests/sec from wrk's output"
+  requests=$(awk '/ requests in / { print $1 }' "$out")
+  line=$(python3 "$CPU" diff "$WORK/cpu-$key-before.json" "$WORK/cpu-$key-after.json" "$requests")
+  CPU_REQ[$key]=$(cut -d' ' -f1 <<<"$line")
+  CORES[$key]=$(cut -d' ' -f2 <<<"$line")
+  BUSY[$key]=$(cut -d' ' -f3 <<<"$line")
+  SIRQ[$key]=$(cut -d' ' -f4 <<<"$line")
+  SWITCHES[$key]=$(cut -d' ' -f5 <<<"$line")
+  BY_THREAD[$key]=$(cut -d' ' -f6- <<<"$line")
+  secs=$(awk '/ requests in / { sub(/s,$/, "", $4); print $4 }' "$out")
+  WRK_REQ[$key]=$(awk -v t="$((wrk1 - wrk0))" -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
+  WRK_C[$key]=$(awk -v t="$((wrk1 - wrk0))" -v hz="$(getconf CLK_TCK)" -v s="$secs" \
+    'BEGIN { printf "%.2f", t / hz / s }')
   local non2xx errors
   non2xx=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' "$out")
   errors=$(grep 'Socket errors' "$out" || true)
@@ -268,7 +311,7 @@ measure() {
 }
 
 echo
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs; wrk shares them"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) CPUs, shared with wrk"
 measure d "$HELLO_URL" "$HELLO_PID"
 measure a "$FD/api/webhook/noflow" "$FD_PID"
 measure b "$FD/api/webhook/respond" "$FD_PID"
@@ -276,13 +319,14 @@ measure c "$FD/api/webhook/query" "$FD_PID"
 HWM=$(rss_mb "$FD_PID" VmHWM)
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 if [ -s "$WORK/functiond.log" ]; then
-  echo "--- functiond log (warn and above):"
-  tail -n 20 "$WORK/functiond.log"
+  echo "--- functiond log, warnings and errors: $(wc -l <"$WORK/functiond.log") lines; the last 3:"
+  tail -n 3 "$WORK/functiond.log"
 fi
 
 # --- report ----------------------------------------------------------------------------------------
 echo
-printf '%-22s %10s %9s %9s %8s %7s\n' target req/s p50_ms p99_ms RSS_MB ratio
+printf '%-20s %8s %7s %7s %7s %6s %7s %7s %6s %6s %6s %6s %6s\n' \
+  target req/s p50_ms p99_ms RSS_MB ratio srv_us wrk_us srv_c wrk_c sirq_c all_c cs/req
 declare -A LABEL=(
   [d]="(d) baseline axum"
   [a]="(a) noflow"
@@ -291,26 +335,35 @@ declare -A LABEL=(
 )
 declare -A RATIO
 for k in d a b c; do
-  RATIO[$k]=$(awk -v x="${RPS[$k]}" -v b="${RPS[d]}" 'BEGIN { printf "%.2f", x / b }')
-  printf '%-22s %10.0f %9.2f %9.2f %8.1f %6.2fx\n' "${LABEL[$k]}" "${RPS[$k]}" "${P50[$k]}" \
-    "${P99[$k]}" "${RSS[$k]}" "${RATIO[$k]}"
+  RATIO[$k]=$(awk -v x="${RPS[$k]}" -v b="${RPS[d]}" 'BEGIN { printf "%.4f", x / b }')
+  printf '%-20s %8.0f %7.2f %7.2f %7.1f %5.3fx %7s %7s %6s %6s %6s %6s %6s\n' "${LABEL[$k]}" \
+    "${RPS[$k]}" "${P50[$k]}" "${P99[$k]}" "${RSS[$k]}" "${RATIO[$k]}" "${CPU_REQ[$k]}" \
+    "${WRK_REQ[$k]}" "${CORES[$k]}" "${WRK_C[$k]}" "${SIRQ[$k]}" "${BUSY[$k]}" "${SWITCHES[$k]}"
 done
-echo "functiond peak RSS over the whole run (VmHWM): ${HWM} MB"
+echo "RSS_MB: the server's max VmRSS over 10 samples during the run (functiond's VmHWM at the"
+echo "end: ${HWM} MB). srv_us, wrk_us: CPU (user + system, all threads) per request of the"
+echo "server and of wrk; srv_c, wrk_c: cores they used; sirq_c: cores in softirq (mostly loopback"
+echo "TCP, charged to no process); all_c: cores busy on the whole machine; cs/req: the server's"
+echo "context switches (voluntary + not) per request, all threads."
+echo "Server CPU per request by thread name (us):"
+for k in d a b c; do
+  printf '  %-20s %s\n' "${LABEL[$k]}" "${BY_THREAD[$k]}"
+done
 echo
 
 missed=()
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-ge "${RATIO[a]}" 0.6 || missed+=("(a) ${RATIO[a]}x < 0.6x")
-ge "${RATIO[b]}" 0.3 || missed+=("(b) ${RATIO[b]}x < 0.3x")
-ge "${RATIO[c]}" 0.1 || missed+=("(c) ${RATIO[c]}x < 0.1x")
+ge "${RATIO[a]}" 0.6 || missed+=("(a) $(printf %.3f "${RATIO[a]}")x < 0.6x")
+ge "${RATIO[b]}" 0.3 || missed+=("(b) $(printf %.3f "${RATIO[b]}")x < 0.3x")
+ge "${RATIO[c]}" 0.1 || missed+=("(c) $(printf %.3f "${RATIO[c]}")x < 0.1x")
 ge 5 "${P99[b]}" || missed+=("(b) p99 ${P99[b]} ms > 5 ms")
 for k in a b c; do
-  ge 100 "${RSS[$k]}" || missed+=("$k: RSS ${RSS[$k]} MB > 100 MB")
+  ge 100 "${RSS[$k]}" || missed+=("($k) RSS ${RSS[$k]} MB > 100 MB")
 done
 if [ ${#missed[@]} -eq 0 ]; then
   echo "targets: met"
 else
-  echo "targets: missed: $(printf '%s; ' "${missed[@]}")"
+  echo "targets: missed: $(printf '%s; ' "${missed[@]}" | sed 's/; $//')"
 fi
 if [ "$FAILED" != 0 ]; then
   die "some runs had errors or non-2xx answers (see above)"
