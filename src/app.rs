@@ -22,7 +22,7 @@ use crate::events::Events;
 use crate::exec::host::FlowHost;
 use crate::exec::js::{JsPool, PoolConfig};
 use crate::exec::mail::Mailer;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::scheduler::clock::{Clock, SystemClock};
 use crate::scheduler::engine::Engine;
 use crate::scheduler::runner::TaskRunner;
@@ -234,7 +234,7 @@ impl Services {
             shutdown.clone(),
         );
         let (runs, runs_task) = RunWriter::spawn(self.store.clone(), shutdown);
-        let state = AppState {
+        let state = AppState::new(Shared {
             snapshots,
             metrics,
             api_token,
@@ -250,7 +250,7 @@ impl Services {
             runs,
             limits: Default::default(),
             events,
-        };
+        });
         Ok((state, vec![runs_task, events_task]))
     }
 }

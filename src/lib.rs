@@ -41,6 +41,7 @@ pub mod db;
 pub mod events;
 pub mod exec;
 pub mod http;
+pub mod id;
 pub mod scheduler;
 pub mod shutdown;
 pub mod snapshot;

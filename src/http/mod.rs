@@ -32,9 +32,25 @@ use crate::telemetry::Metrics;
 pub use error::ApiError;
 use limits::Limits;
 
-/// What handlers share; cheap to clone.
+/// What handlers share: one `Arc`, so the per-request clone axum makes is one counter bump.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct Shared {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub metrics: Metrics,
     /// When set, `/api/*` (except webhooks) needs `Authorization: Bearer <token>`.
@@ -49,7 +65,7 @@ pub struct AppState {
     pub events: Events,
 }
 
-impl AppState {
+impl Shared {
     /// The live snapshot. Holding the `Arc` keeps that version alive for as long as the caller
     /// works with it, whatever reloads happen meanwhile.
     pub fn snapshot(&self) -> Arc<Snapshot> {

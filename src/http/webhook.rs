@@ -270,7 +270,7 @@ fn record(
 ) {
     let now = chrono::Utc::now();
     state.runs.record(RunRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::id::new_id().to_string(),
         function: f.function.name.clone(),
         kind: "webhook".into(),
         version: f.hash.clone(),

@@ -92,7 +92,7 @@ fn record(
     error: Option<String>,
 ) -> RunRecord {
     RunRecord {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: crate::id::new_id().to_string(),
         function: f.function.name.clone(),
         kind: f.function.kind.type_name().to_owned(),
         version: f.hash.clone(),

@@ -35,7 +35,7 @@ pub fn new_event(event_type: &str, data: Value) -> Result<Map<String, Value>, St
     event.insert("type".into(), Value::String(event_type.to_owned()));
     match event.get("id") {
         None => {
-            event.insert("id".into(), Value::String(uuid::Uuid::now_v7().to_string()));
+            event.insert("id".into(), Value::String(crate::id::new_id().to_string()));
         }
         Some(Value::String(s)) if !s.is_empty() => {}
         Some(_) => return Err("`id` must be a non-empty string (the event's id)".into()),

@@ -142,6 +142,34 @@ macro_rules! on_db {
     };
 }
 
+/// Runs `$body` in a transaction on whichever database; `$q` turns SQL text into a query.
+macro_rules! in_tx {
+    ($db:expr, |$tx:ident, $q:ident| $body:block) => {
+        match $db {
+            Database::Sqlite(pool) => {
+                async {
+                    let $q = |s: &str| sqlx::query(AssertSqlSafe(for_sqlite(s)));
+                    let mut $tx = pool.begin().await?;
+                    let out = $body;
+                    $tx.commit().await?;
+                    Ok::<_, sqlx::Error>(out)
+                }
+                .await
+            }
+            Database::Postgres(pool) => {
+                async {
+                    let $q = |s: &str| sqlx::query(AssertSqlSafe(s.to_owned()));
+                    let mut $tx = pool.begin().await?;
+                    let out = $body;
+                    $tx.commit().await?;
+                    Ok::<_, sqlx::Error>(out)
+                }
+                .await
+            }
+        }
+    };
+}
+
 mod events;
 pub mod outbox;
 mod writer;
@@ -192,28 +220,17 @@ impl Store {
         Ok(t.map(from_millis))
     }
 
-    /// Inserts finished runs in one statement (the webhook path records runs in batches).
+    /// Inserts finished runs in one transaction (the webhook path records runs in batches).
+    /// One prepared single-row statement, repeated: SQLite looks parameter names up linearly, so a
+    /// many-row statement with thousands of numbered parameters costs quadratic time.
     pub async fn insert_runs(&self, runs: &[RunRecord]) -> Result<(), DbError> {
         if runs.is_empty() {
             return Ok(());
         }
-        let mut sql = String::from("INSERT INTO functiond_runs (id, function, kind, version, trigger, request_id, scheduled_for, started_at, finished_at, status, duration_ms, output, error, rows_affected, file) VALUES ");
-        for i in 0..runs.len() {
-            let b = i * 15;
-            let params: Vec<String> = (1..=15).map(|k| format!("${}", b + k)).collect();
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push('(');
-            sql.push_str(&params.join(", "));
-            sql.push(')');
-        }
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        let sql = sql.as_str();
-        on_db!(&self.db, sql, |q, pool| async {
-            let mut q = q;
+        let sql = "INSERT INTO functiond_runs (id, function, kind, version, trigger, request_id, scheduled_for, started_at, finished_at, status, duration_ms, output, error, rows_affected, file) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) ON CONFLICT DO NOTHING";
+        in_tx!(&self.db, |tx, q| {
             for r in runs {
-                q = q
+                q(sql)
                     .bind(&r.id)
                     .bind(&r.function)
                     .bind(&r.kind)
@@ -228,9 +245,10 @@ impl Store {
                     .bind(&r.output)
                     .bind(&r.error)
                     .bind(r.rows_affected)
-                    .bind(&r.file);
+                    .bind(&r.file)
+                    .execute(&mut *tx)
+                    .await?;
             }
-            q.execute(pool).await.map(|_| ())
         })
         .map_err(|e| DbError::from_sqlx(e, sql))
     }

@@ -121,34 +121,6 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
-/// Runs `$body` in a transaction on whichever database; `$q` turns SQL text into a query.
-macro_rules! in_tx {
-    ($db:expr, |$tx:ident, $q:ident| $body:block) => {
-        match $db {
-            Database::Sqlite(pool) => {
-                async {
-                    let $q = |s: &str| sqlx::query(AssertSqlSafe(for_sqlite(s)));
-                    let mut $tx = pool.begin().await?;
-                    let out = $body;
-                    $tx.commit().await?;
-                    Ok::<_, sqlx::Error>(out)
-                }
-                .await
-            }
-            Database::Postgres(pool) => {
-                async {
-                    let $q = |s: &str| sqlx::query(AssertSqlSafe(s.to_owned()));
-                    let mut $tx = pool.begin().await?;
-                    let out = $body;
-                    $tx.commit().await?;
-                    Ok::<_, sqlx::Error>(out)
-                }
-                .await
-            }
-        }
-    };
-}
-
 impl Store {
     /// Stores each event and its deliveries in one transaction. Returns, per event, whether it
     /// is new (`false`: that id was accepted before; nothing is added).
@@ -183,7 +155,7 @@ impl Store {
                 if inserted {
                     for (function, target) in &a.deliveries {
                         q(ins_delivery)
-                            .bind(uuid::Uuid::now_v7().to_string())
+                            .bind(crate::id::new_id().to_string())
                             .bind(id)
                             .bind(function)
                             .bind(*target)
