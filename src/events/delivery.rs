@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -53,6 +53,7 @@ impl Deliverer {
     pub async fn run(self, mut shutdown: Shutdown, drain: Duration) {
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
+        let (results, writer) = spawn_result_writer(self.store.clone());
         let wake = self.events.wake.clone();
         loop {
             while tasks.try_join_next().is_some() {}
@@ -71,9 +72,13 @@ impl Deliverer {
                                 break;
                             };
                             let this = self.clone();
+                            let results = results.clone();
                             tasks.spawn(async move {
-                                this.deliver(d).await;
+                                let result = this.deliver(d).await;
                                 drop(permit);
+                                // The claim's lease keeps the delivery from being taken again
+                                // until the writer has recorded this.
+                                let _ = results.send(result);
                             });
                         }
                     }
@@ -94,9 +99,15 @@ impl Deliverer {
         // (their lease expires).
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
+        // Abandoned attempts drop their senders; the writer records what finished, then stops.
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+        drop(results);
+        let _ = writer.await;
     }
 
-    async fn deliver(&self, due: Due) {
+    /// Makes one attempt; the result goes to the batch writer.
+    async fn deliver(&self, due: Due) -> (Due, Attempt, Next) {
         let snap = self.snapshots.borrow().clone();
         let subscriber = snap
             .functions
@@ -140,9 +151,6 @@ impl Deliverer {
             (Some(d), false) if done >= i64::from(d.max_attempts) => Next::Dead,
             (Some(d), false) => Next::RetryAt(Utc::now() + retry_delay(d, done)),
         };
-        if let Err(err) = self.store.finish_attempt(&due, &attempt, next).await {
-            warn!(delivery = %due.id, error = %err, "cannot record a delivery attempt; it will be retried");
-        }
         match next {
             Next::Delivered => {
                 let latency = (Utc::now() - due.created_at).to_std().unwrap_or_default();
@@ -159,6 +167,7 @@ impl Deliverer {
                 warn!(delivery = %due.id, function = %due.function, target = %due.target, attempts = done, error = attempt.error, "delivery dead-lettered");
             }
         }
+        (due, attempt, next)
     }
 
     /// POSTs the event as JSON, signed per Standard Webhooks when the subscriber has a secret.
@@ -249,6 +258,27 @@ impl Deliverer {
             },
         }
     }
+}
+
+/// Records finished attempts in batches: whatever finished while the previous batch was
+/// committing goes into the next transaction.
+fn spawn_result_writer(
+    store: Store,
+) -> (
+    mpsc::UnboundedSender<(Due, Attempt, Next)>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Due, Attempt, Next)>();
+    let task = tokio::spawn(async move {
+        let mut batch = Vec::with_capacity(256);
+        while rx.recv_many(&mut batch, 256).await > 0 {
+            if let Err(err) = store.finish_attempts(&batch).await {
+                warn!(error = %err, attempts = batch.len(), "cannot record delivery attempts; they will be retried when their claims expire");
+            }
+            batch.clear();
+        }
+    });
+    (tx, task)
 }
 
 fn failed(error: String) -> Attempt {

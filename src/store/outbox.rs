@@ -250,44 +250,45 @@ impl Store {
             .collect())
     }
 
-    /// Records an attempt and moves the delivery on, in one transaction.
-    pub async fn finish_attempt(
-        &self,
-        due: &Due,
-        attempt: &Attempt,
-        next: Next,
-    ) -> Result<(), DbError> {
+    /// Records attempts and moves their deliveries on, all in one transaction: delivery results
+    /// are batched like ingest, so they do not queue for the write lock one by one.
+    pub async fn finish_attempts(&self, results: &[(Due, Attempt, Next)]) -> Result<(), DbError> {
+        if results.is_empty() {
+            return Ok(());
+        }
         let now = millis(Utc::now());
-        let log = "INSERT INTO functiond_attempts (delivery_id, seq, at, ok, status_code, latency_ms, error, response) VALUES ($1, (SELECT COUNT(*) + 1 FROM functiond_attempts WHERE delivery_id = $1), $2, $3, $4, $5, $6, $7)";
+        let log = "INSERT INTO functiond_attempts (delivery_id, seq, at, ok, status_code, latency_ms, error, response) VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM functiond_attempts WHERE delivery_id = $1), $2, $3, $4, $5, $6, $7)";
         let update = "UPDATE functiond_deliveries SET attempts = attempts + 1, status = $2, next_attempt_at = $3, locked_until = NULL, last_error = $4, delivered_at = $5 WHERE id = $1";
-        let (status, next_at, delivered) = match next {
-            Next::Delivered => ("delivered", now, Some(now)),
-            Next::RetryAt(t) => ("pending", millis(t), None),
-            Next::Dead => ("dead", now, None),
-        };
         in_tx!(&self.db, |tx, q| {
-            q(log)
-                .bind(&due.id)
-                .bind(now)
-                .bind(i64::from(attempt.ok))
-                .bind(attempt.status_code)
-                .bind(attempt.latency_ms)
-                .bind(&attempt.error)
-                .bind(&attempt.response)
-                .execute(&mut *tx)
-                .await?;
-            q(update)
-                .bind(&due.id)
-                .bind(status)
-                .bind(next_at)
-                .bind(if attempt.ok {
-                    None
-                } else {
-                    attempt.error.clone()
-                })
-                .bind(delivered)
-                .execute(&mut *tx)
-                .await?;
+            for (due, attempt, next) in results {
+                let (status, next_at, delivered) = match next {
+                    Next::Delivered => ("delivered", now, Some(now)),
+                    Next::RetryAt(t) => ("pending", millis(*t), None),
+                    Next::Dead => ("dead", now, None),
+                };
+                q(log)
+                    .bind(&due.id)
+                    .bind(now)
+                    .bind(i64::from(attempt.ok))
+                    .bind(attempt.status_code)
+                    .bind(attempt.latency_ms)
+                    .bind(&attempt.error)
+                    .bind(&attempt.response)
+                    .execute(&mut *tx)
+                    .await?;
+                q(update)
+                    .bind(&due.id)
+                    .bind(status)
+                    .bind(next_at)
+                    .bind(if attempt.ok {
+                        None
+                    } else {
+                        attempt.error.clone()
+                    })
+                    .bind(delivered)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         })
         .map_err(|e| DbError::from_sqlx(e, update))
     }
