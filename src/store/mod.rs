@@ -180,7 +180,9 @@ pub use writer::RunWriter;
 impl Store {
     /// Connects and creates the tables if they are missing.
     pub async fn open(url: &str) -> Result<Store, DbError> {
-        let db = Database::connect(url).await?;
+        // One SQLite connection: every state write is short, and queueing them in the process
+        // beats contending for SQLite's write lock (see `Database::connect_with`).
+        let db = Database::connect_with(url, 1).await?;
         for stmt in SCHEMA.iter().chain(outbox::OUTBOX_SCHEMA) {
             db.execute_script(stmt).await?;
         }
