@@ -33,6 +33,10 @@ use crate::telemetry::Metrics;
 pub const CONCURRENCY: usize = 64;
 /// How much of a subscriber's response is kept in the attempt log.
 const RESPONSE_EXCERPT: usize = 1024;
+/// Attempt results per transaction: small enough that ingest never waits long behind one.
+const RESULT_BATCH: usize = 64;
+/// The shortest time between two claims.
+const CLAIM_GAP: Duration = Duration::from_millis(10);
 /// How often the worker looks for due retries when nothing wakes it.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -55,7 +59,12 @@ impl Deliverer {
         let mut tasks = JoinSet::new();
         let (results, writer) = spawn_result_writer(self.store.clone());
         let wake = self.events.wake.clone();
+        let mut last_claim = tokio::time::Instant::now();
         loop {
+            // Claims are write transactions too: space them out so that each takes a batch and
+            // ingest does not queue behind a stream of one-row claims.
+            tokio::time::sleep_until(last_claim + CLAIM_GAP).await;
+            last_claim = tokio::time::Instant::now();
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
             let mut claimed_all = false;
@@ -92,7 +101,7 @@ impl Deliverer {
                 _ = shutdown.recv() => break,
                 _ = wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                Some(_) = tasks.join_next(), if slots.available_permits() == 0 => {}
             }
         }
         // Attempts in flight get the drain deadline; unfinished ones are retried after restart
@@ -270,8 +279,8 @@ fn spawn_result_writer(
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Due, Attempt, Next)>();
     let task = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(256);
-        while rx.recv_many(&mut batch, 256).await > 0 {
+        let mut batch = Vec::with_capacity(RESULT_BATCH);
+        while rx.recv_many(&mut batch, RESULT_BATCH).await > 0 {
             if let Err(err) = store.finish_attempts(&batch).await {
                 warn!(error = %err, attempts = batch.len(), "cannot record delivery attempts; they will be retried when their claims expire");
             }
