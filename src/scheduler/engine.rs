@@ -239,7 +239,12 @@ impl Engine {
 
 fn log_schedule(name: &str, schedule: &Schedule, next: Option<DateTime<Utc>>, what: &str) {
     let next = next.map(|n| n.with_timezone(&schedule.timezone).to_rfc3339());
-    debug!(function = %name, cron = %schedule.cron, description = %schedule.description, timezone = %schedule.timezone, next, "{what}");
+    // A change is worth a line; the initial set of (possibly thousands of) schedules is debug.
+    if what == "rescheduled" {
+        info!(function = %name, cron = %schedule.cron, description = %schedule.description, timezone = %schedule.timezone, next, "{what}");
+    } else {
+        debug!(function = %name, cron = %schedule.cron, description = %schedule.description, timezone = %schedule.timezone, next, "{what}");
+    }
 }
 
 /// Starts the run of one tick, or records it as skipped when `overlap = "skip"` and the previous

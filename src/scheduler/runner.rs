@@ -134,6 +134,12 @@ impl Executor for TaskRunner {
             let Some(ctx) = this.context(f, tick.scheduled_for) else {
                 return;
             };
+            let (cron, description) = match &f.function.kind {
+                FunctionKind::Scheduler(s) => {
+                    (s.schedule.cron.to_string(), s.schedule.description.clone())
+                }
+                _ => Default::default(),
+            };
             let trigger = if tick.catch_up {
                 "catch_up"
             } else {
@@ -159,10 +165,10 @@ impl Executor for TaskRunner {
             }
             match run.status {
                 RunStatus::Succeeded => {
-                    info!(function = %name, tick = %tick.scheduled_for, lateness_ms = lateness.as_secs_f64() * 1000.0, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
+                    info!(function = %name, %cron, schedule = %description, tick = %tick.scheduled_for, lateness_ms = lateness.as_secs_f64() * 1000.0, duration_ms = run.duration_ms, rows = run.rows_affected, file = run.file, "scheduled run succeeded")
                 }
                 _ => {
-                    warn!(function = %name, tick = %tick.scheduled_for, status = run.status.as_str(), error = run.error, "scheduled run failed")
+                    warn!(function = %name, %cron, schedule = %description, tick = %tick.scheduled_for, status = run.status.as_str(), error = run.error, "scheduled run failed")
                 }
             }
         })
