@@ -24,6 +24,7 @@ ENV FUNCTIOND_LISTEN=0.0.0.0:8080 \
     FUNCTIOND_DATABASE_URL=sqlite:///data/app.db \
     FUNCTIOND_STATE_URL=sqlite:///data/functiond.db \
     FUNCTIOND_EXPORTS_DIR=/data/exports \
+    FUNCTIOND_EVENTS_SCHEMAS_DIR=/schemas/events \
     FUNCTIOND_LOG_FORMAT=json
 
 USER functiond
