@@ -370,11 +370,7 @@ async fn rejected_files_are_announced_as_events() {
 
 #[tokio::test]
 async fn postgres_as_the_state_database() {
-    let Some(url) = std::env::var("FUNCTIOND_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
+    let Some(url) = common::pg_url() else {
         return;
     };
     let (rx, hook) = Receiver::start().await;

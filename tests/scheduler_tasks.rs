@@ -19,16 +19,6 @@ use functiond::store::{RunStatus, Store};
 use functiond::telemetry::Metrics;
 use mail_parser::MimeHeaders;
 
-fn pg_url() -> Option<String> {
-    let url = std::env::var("FUNCTIOND_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
-    }
-    url
-}
-
 /// A unique suffix so tests sharing one PostgreSQL database do not collide.
 fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -152,7 +142,7 @@ async fn sql_task_on_sqlite() {
 
 #[tokio::test]
 async fn sql_task_on_postgres() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg_url() else { return };
     sql_task_records_rows_affected(env_with(Some(url.clone()), Some(url)).await).await;
 }
 
@@ -266,7 +256,7 @@ async fn export_csv_on_sqlite() {
 
 #[tokio::test]
 async fn export_csv_on_postgres() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg_url() else { return };
     let seed = "CREATE TABLE {t} (id INTEGER, agent TEXT, note TEXT);
 INSERT INTO {t} VALUES (1, 'Ana', 'said \"hi\", then left'), (2, 'Bo', E'line one\\nline two'), (3, 'Çelik ✓', NULL);";
     export_csv_then_download(env_with(Some(url), None).await, seed).await;
@@ -429,7 +419,7 @@ async fn tick_claims_on_sqlite() {
 
 #[tokio::test]
 async fn tick_claims_on_postgres() {
-    let Some(url) = pg_url() else { return };
+    let Some(url) = common::pg_url() else { return };
     a_tick_runs_once_across_replicas(env_with(None, Some(url)).await).await;
 }
 

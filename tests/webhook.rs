@@ -499,11 +499,7 @@ async fn the_leads_example_stores_a_lead_and_answers_201_with_its_id() {
 
 #[tokio::test]
 async fn db_activities_on_postgres() {
-    let Some(url) = std::env::var("FUNCTIOND_TEST_PG_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
+    let Some(url) = common::pg_url() else {
         return;
     };
     let table = format!("t_{}", uuid::Uuid::now_v7().simple());

@@ -127,3 +127,15 @@ impl TestServer {
 pub fn poll_mode(cfg: &mut RunnerConfig) {
     cfg.reload_mode = ReloadMode::Poll;
 }
+
+/// The PostgreSQL URL the CI sets for the PostgreSQL variants of tests; `None` (with a note on
+/// stderr) where none is set, so a machine without PostgreSQL still runs everything else.
+pub fn pg_url() -> Option<String> {
+    let url = std::env::var("FUNCTIOND_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("FUNCTIOND_TEST_PG_URL is not set: skipping the PostgreSQL variant");
+    }
+    url
+}
