@@ -188,11 +188,6 @@ impl Running {
         }
         Ok(())
     }
-
-    /// A receiver that resolves when shutdown starts.
-    pub fn shutdown_signal(&self) -> Shutdown {
-        self.trigger.subscribe()
-    }
 }
 
 /// The databases and the mailer, opened once at start.

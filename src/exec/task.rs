@@ -13,7 +13,7 @@ use super::export::export_to_file;
 use super::mail::Mailer;
 use super::shell::run_shell;
 use super::sql_split::split_statements;
-use crate::config::model::{Action, Export, ExportFormat, Task};
+use crate::config::model::{Action, Export, Task};
 use crate::db::Database;
 use crate::store::RunStatus;
 
@@ -232,14 +232,6 @@ pub fn prune_exports(dir: &Path, keep: usize) -> std::io::Result<usize> {
         removed += 1;
     }
     Ok(removed)
-}
-
-/// The extension an export format writes.
-pub fn extension(format: ExportFormat) -> &'static str {
-    match format {
-        ExportFormat::Csv => "csv",
-        ExportFormat::Xlsx => "xlsx",
-    }
 }
 
 #[cfg(test)]

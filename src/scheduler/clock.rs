@@ -63,11 +63,6 @@ impl ManualClock {
     pub fn set_without_waking(&self, t: DateTime<Utc>) {
         *self.now.lock().unwrap_or_else(|e| e.into_inner()) = t;
     }
-
-    pub fn advance(&self, d: chrono::Duration) {
-        let t = self.now() + d;
-        self.set(t);
-    }
 }
 
 impl Clock for ManualClock {
