@@ -226,8 +226,10 @@ impl Services {
             snapshots.clone(),
             Arc::new(catalog),
             metrics.clone(),
+            config.event_lease,
             shutdown.clone(),
-        );
+        )
+        .map_err(|e| Error::Internal(format!("cannot start the event outbox writer: {e}")))?;
         let (runs, runs_task) = RunWriter::spawn(self.store.clone(), shutdown);
         let state = AppState::new(Shared {
             snapshots,

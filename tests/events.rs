@@ -4,7 +4,8 @@
 
 mod common;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,8 @@ use sha2::Sha256;
 struct Receiver {
     got: Arc<Mutex<Vec<(HeaderMap, String)>>>,
     answers: Arc<Mutex<VecDeque<u16>>>,
+    /// How long each answer takes, in milliseconds.
+    delay_ms: Arc<AtomicU64>,
 }
 
 impl Receiver {
@@ -54,6 +57,10 @@ impl Receiver {
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    let delay = r.delay_ms.load(Ordering::Relaxed);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
     r.got.lock().expect("lock").push((headers, body));
     let code = r.answers.lock().expect("lock").pop_front().unwrap_or(200);
     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
@@ -243,6 +250,64 @@ async fn the_same_id_twice_is_one_event_delivered_once() {
     wait_delivery_status(&s, "evt-42", "delivered").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.count(), 1);
+    s.stop().await;
+}
+
+/// More events than the in-memory hand-off queue holds, faster than a slow subscriber takes
+/// them: the overflow waits in the database and is claimed from there, and every event is
+/// delivered exactly once (no delivery both handed off and claimed, none lost between the two).
+#[tokio::test]
+async fn a_burst_beyond_the_hand_off_queue_is_delivered_once_each() {
+    let (rx, url) = Receiver::start().await;
+    // 64 deliveries at a time, 50 ms each: about 1,300 a second, slower than ingest.
+    rx.delay_ms.store(50, Ordering::Relaxed);
+    let s = TestServer::start(&[("monitor.toml", &subscriber(&url, ""))]).await;
+    const EVENTS: usize = 3000;
+    let mut posters = tokio::task::JoinSet::new();
+    for worker in 0..50 {
+        let client = s.client.clone();
+        let endpoint = format!("{}/api/events", s.base);
+        posters.spawn(async move {
+            for i in (worker..EVENTS).step_by(50) {
+                let res = client
+                    .post(&endpoint)
+                    .header("content-type", "application/json")
+                    .body(format!(r#"{{"type": "agent_logged_in", "id": "burst-{i}", "agent": "ana", "campaign": "sales"}}"#))
+                    .send()
+                    .await
+                    .expect("request");
+                assert_eq!(res.status().as_u16(), 202);
+            }
+        });
+    }
+    while let Some(r) = posters.join_next().await {
+        r.expect("poster");
+    }
+    assert!(
+        rx.count() < EVENTS,
+        "the subscriber should still be behind when ingest is done (it got {})",
+        rx.count()
+    );
+    for _ in 0..600 {
+        if rx.count() >= EVENTS {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Time for a double delivery to show up.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = rx.got.lock().expect("lock").clone();
+    let ids: HashSet<String> = got
+        .iter()
+        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
+        .collect();
+    assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS));
+    for i in [0, 1023, 1024, 2999] {
+        assert!(
+            ids.contains(&format!("burst-{i}")),
+            "burst-{i} not delivered"
+        );
+    }
     s.stop().await;
 }
 

@@ -32,6 +32,7 @@
 //! read, never collected. A SQLite file is streamed on a read-only connection of its own through
 //! rusqlite, several times faster than through sqlx (see `sqlite_stream.rs` for why).
 
+mod checkpoint;
 mod error;
 mod postgres;
 mod sqlite;
@@ -54,6 +55,7 @@ use sqlx::{AssertSqlSafe, Column as _, Either, Executor as _, Row as _, SqlSafeS
 use sqlx::{ConnectOptions as _, Connection as _};
 use sqlx::{Statement as _, TypeInfo as _};
 
+pub use checkpoint::Checkpointer;
 pub use error::{redact_url, DbError, SqlPosition};
 pub use value::Cell;
 
@@ -65,6 +67,39 @@ pub(crate) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 const PG_MAX_CONNECTIONS: u32 = 10;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How a SQLite file is used.
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteTuning {
+    /// Connections in the pool.
+    pub connections: u32,
+    /// No automatic WAL checkpoints in the committing connection: the owner runs them from a
+    /// connection of its own ([`checkpoint_wal`]).
+    pub background_checkpoints: bool,
+}
+
+impl Default for SqliteTuning {
+    fn default() -> Self {
+        SqliteTuning {
+            connections: SQLITE_MAX_CONNECTIONS,
+            background_checkpoints: false,
+        }
+    }
+}
+
+impl SqliteTuning {
+    /// The state database: one connection, so its writers queue in the process, in order,
+    /// instead of sleeping in SQLite's busy handler (which showed as 40-90 ms accept latency
+    /// spikes); and checkpoints off the commit path (an automatic checkpoint copies the WAL back
+    /// and syncs the file inside whichever commit crosses 1,000 pages, which showed as 6-30 ms
+    /// commits).
+    pub fn state() -> Self {
+        SqliteTuning {
+            connections: 1,
+            background_checkpoints: true,
+        }
+    }
+}
 
 /// A connection pool to the application database. Cloning is cheap (the pool is shared).
 #[derive(Clone, Debug)]
@@ -90,13 +125,12 @@ impl Database {
     ///   the pool through a single connection).
     /// - `postgres://…` or `postgresql://…` (libpq-style URL and options).
     pub async fn connect(url: &str) -> Result<Database, DbError> {
-        Self::connect_with(url, SQLITE_MAX_CONNECTIONS).await
+        Self::connect_with(url, SqliteTuning::default()).await
     }
 
-    /// [`Database::connect`] with at most `sqlite_connections` connections to a SQLite file. The
-    /// state database uses one: its writers then queue in the process, in order, instead of
-    /// sleeping in SQLite's busy handler (which showed as 40-90 ms accept latency spikes).
-    pub async fn connect_with(url: &str, sqlite_connections: u32) -> Result<Database, DbError> {
+    /// [`Database::connect`] with SQLite settings of its own (the state database's, see
+    /// [`SqliteTuning::state`]).
+    pub async fn connect_with(url: &str, tuning: SqliteTuning) -> Result<Database, DbError> {
         let shown = redact_url(url);
         let connect_err = |e: sqlx::Error| DbError::Connect {
             url: shown.clone(),
@@ -126,6 +160,9 @@ impl Database {
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Normal);
+                if tuning.background_checkpoints {
+                    options = options.pragma("wal_autocheckpoint", "0");
+                }
                 if let Some(parent) = options.get_filename().parent() {
                     if !parent.as_os_str().is_empty() {
                         tokio::fs::create_dir_all(parent)
@@ -136,7 +173,7 @@ impl Database {
                             })?;
                     }
                 }
-                pool = pool.max_connections(sqlite_connections.max(1));
+                pool = pool.max_connections(tuning.connections.max(1));
             }
             let pool = pool.connect_with(options).await.map_err(connect_err)?;
             Ok(Database::Sqlite(pool))
@@ -423,7 +460,7 @@ impl<DB: sqlx::Database> Drop for CloseUnlessDone<DB> {
     }
 }
 
-fn is_sqlite_memory(url: &str) -> bool {
+pub(crate) fn is_sqlite_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (db, query) = rest.split_once('?').unwrap_or((rest, ""));
     db == ":memory:" || query.split('&').any(|kv| kv == "mode=memory")

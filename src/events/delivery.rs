@@ -1,7 +1,8 @@
 //! Delivering events: URL subscribers get a POST, flow subscribers run with `EVENT`.
 //!
-//! The worker claims due deliveries from the outbox (with a lease, so a crashed worker's claims
-//! come back), runs up to [`CONCURRENCY`] at once, and records every attempt. A 2xx within the
+//! The worker takes deliveries as the outbox writer hands them over, and claims due ones from the
+//! outbox (with a lease, so a crashed worker's claims come back); it runs up to [`CONCURRENCY`]
+//! at once, and every attempt is recorded by the outbox writer (`writer.rs`). A 2xx within the
 //! timeout (URL) or a flow that completes is success; anything else is retried after
 //! `backoff_ms[n]` (n = retries so far, the last entry repeating) with ±20 % jitter, until
 //! `max_attempts`, then dead-lettered. A slow or dead subscriber only occupies its own slots:
@@ -25,7 +26,7 @@ use crate::exec::js::{FlowError, FlowJob, JsPool};
 use crate::http::auth::standard_webhooks_sign;
 use crate::shutdown::Shutdown;
 use crate::snapshot::Snapshot;
-use crate::store::outbox::{Attempt, Due, Next};
+use crate::store::outbox::{Attempt, Due, Finished, Next};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -33,8 +34,6 @@ use crate::telemetry::Metrics;
 pub const CONCURRENCY: usize = 64;
 /// How much of a subscriber's response is kept in the attempt log.
 const RESPONSE_EXCERPT: usize = 1024;
-/// Attempt results per transaction: small enough that ingest never waits long behind one.
-const RESULT_BATCH: usize = 64;
 /// The shortest time between two claims.
 const CLAIM_GAP: Duration = Duration::from_millis(10);
 /// How often the worker looks for due retries when nothing wakes it.
@@ -54,69 +53,114 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
+    /// Delivers until shutdown: deliveries handed over by the outbox writer as they are
+    /// accepted, and claims from the database at start (what a previous run left), when the
+    /// writer reports a backlog or a delivery is put back, and every [`POLL`] (retries that came
+    /// due). Claims are spaced at least [`CLAIM_GAP`] apart so each takes a batch.
     pub async fn run(self, mut shutdown: Shutdown, drain: Duration) {
+        let link = self.events.link.clone();
+        let Some((mut handed, results)) = link.attach() else {
+            warn!("the delivery worker did not start: another one is running, or the event outbox has stopped");
+            return;
+        };
         let slots = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = JoinSet::new();
-        let (results, writer) = spawn_result_writer(self.store.clone());
-        let wake = self.events.wake.clone();
-        let mut last_claim = tokio::time::Instant::now();
+        let mut claim = true;
+        let mut handed_open = true;
+        let mut last_claim = Instant::now() - CLAIM_GAP;
+        let mut next_poll = Instant::now() + POLL;
         loop {
-            // Claims are write transactions too: space them out so that each takes a batch and
-            // ingest does not queue behind a stream of one-row claims.
-            tokio::time::sleep_until(last_claim + CLAIM_GAP).await;
-            last_claim = tokio::time::Instant::now();
             while tasks.try_join_next().is_some() {}
             let free = slots.available_permits();
-            let mut claimed_all = false;
-            if free > 0 {
+            if claim && free > 0 && last_claim.elapsed() >= CLAIM_GAP {
+                last_claim = Instant::now();
                 match self
                     .store
                     .claim_due(free as i64, self.lease.as_millis() as i64)
                     .await
                 {
                     Ok(due) => {
-                        claimed_all = due.len() == free;
+                        // Fewer than asked: nothing else is due, hand-off can take over.
+                        claim = due.len() == free;
+                        if !claim {
+                            link.backlog_cleared();
+                        }
                         for d in due {
-                            let Ok(permit) = slots.clone().acquire_owned().await else {
-                                break;
-                            };
-                            let this = self.clone();
-                            let results = results.clone();
-                            tasks.spawn(async move {
-                                let result = this.deliver(d).await;
-                                drop(permit);
-                                // The claim's lease keeps the delivery from being taken again
-                                // until the writer has recorded this.
-                                let _ = results.send(result);
-                            });
+                            self.spawn(&mut tasks, &slots, &results, d).await;
                         }
                     }
-                    Err(e) => warn!(error = %e, "cannot read due deliveries"),
+                    Err(e) => {
+                        warn!(error = %e, "cannot read due deliveries");
+                        claim = false;
+                    }
                 }
             }
-            if claimed_all && slots.available_permits() > 0 {
-                continue;
-            }
+            let timer = tokio::time::Instant::from_std(match claim {
+                true => last_claim + CLAIM_GAP,
+                false => next_poll,
+            });
+            let has_slot = slots.available_permits() > 0;
             tokio::select! {
+                biased;
                 _ = shutdown.recv() => break,
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(POLL) => {}
-                Some(_) = tasks.join_next(), if slots.available_permits() == 0 => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                due = handed.recv(), if handed_open && has_slot => match due {
+                    Some(d) => self.spawn(&mut tasks, &slots, &results, d).await,
+                    None => handed_open = false,
+                },
+                _ = link.wake.notified() => claim = true,
+                _ = tokio::time::sleep_until(timer), if !claim || has_slot => {
+                    if !claim {
+                        claim = true;
+                        next_poll = Instant::now() + POLL;
+                    }
+                }
             }
+        }
+        // Deliveries handed over but not started go back to the database for the next run.
+        link.detach();
+        handed.close();
+        let mut unstarted = Vec::new();
+        while let Ok(d) = handed.try_recv() {
+            unstarted.push(d.id);
+        }
+        if let Err(e) = self.store.release_claims(&unstarted).await {
+            warn!(error = %e, deliveries = unstarted.len(), "cannot release unstarted deliveries; they will be attempted when their claims expire");
         }
         // Attempts in flight get the drain deadline; unfinished ones are retried after restart
         // (their lease expires).
         let _ =
             tokio::time::timeout(drain, async { while tasks.join_next().await.is_some() {} }).await;
-        // Abandoned attempts drop their senders; the writer records what finished, then stops.
+        // Abandoned attempts drop their senders; the outbox writer records what finished, then
+        // stops.
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        drop(results);
-        let _ = writer.await;
     }
 
-    /// Makes one attempt; the result goes to the batch writer.
-    async fn deliver(&self, due: Due) -> (Due, Attempt, Next) {
+    /// Starts one attempt in a free slot; its result goes to the outbox writer.
+    async fn spawn(
+        &self,
+        tasks: &mut JoinSet<()>,
+        slots: &Arc<Semaphore>,
+        results: &mpsc::UnboundedSender<Finished>,
+        due: Due,
+    ) {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let this = self.clone();
+        let results = results.clone();
+        tasks.spawn(async move {
+            let result = this.deliver(due).await;
+            drop(permit);
+            // The claim's lease keeps the delivery from being taken again until the writer has
+            // recorded this.
+            let _ = results.send(result);
+        });
+    }
+
+    /// Makes one attempt.
+    async fn deliver(&self, due: Due) -> Finished {
         let snap = self.snapshots.borrow().clone();
         let subscriber = snap
             .functions
@@ -267,27 +311,6 @@ impl Deliverer {
             },
         }
     }
-}
-
-/// Records finished attempts in batches: whatever finished while the previous batch was
-/// committing goes into the next transaction.
-fn spawn_result_writer(
-    store: Store,
-) -> (
-    mpsc::UnboundedSender<(Due, Attempt, Next)>,
-    tokio::task::JoinHandle<()>,
-) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Due, Attempt, Next)>();
-    let task = tokio::spawn(async move {
-        let mut batch = Vec::with_capacity(RESULT_BATCH);
-        while rx.recv_many(&mut batch, RESULT_BATCH).await > 0 {
-            if let Err(err) = store.finish_attempts(&batch).await {
-                warn!(error = %err, attempts = batch.len(), "cannot record delivery attempts; they will be retried when their claims expire");
-            }
-            batch.clear();
-        }
-    });
-    (tx, task)
 }
 
 fn failed(error: String) -> Attempt {

@@ -4,21 +4,21 @@
 //! [`Events::publish`]: the event is checked (a string `type`; `id` and `timestamp` added when
 //! missing; the catalog's schema for its type), its subscribers are read from the live snapshot
 //! (every enabled event function listing the type: one delivery for its flow, one for its URL),
-//! and the event with its deliveries is written to the outbox. Writes are batched: one
-//! transaction commits every event that arrived while the previous one was committing (group
-//! commit), and each caller is answered only after its event is on disk. `delivery.rs` then
-//! delivers.
+//! and the event with its deliveries is written to the outbox by the outbox writer
+//! (`writer.rs`): one transaction commits every event that arrived while the previous one was
+//! committing (group commit), and each caller is answered only after its event is on disk.
+//! `delivery.rs` then delivers.
 
 pub mod catalog;
 pub mod delivery;
+mod writer;
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde_json::{Map, Value};
-use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tracing::warn;
 
 use crate::config::model::FunctionKind;
 use crate::exec::host::EventSink;
@@ -28,9 +28,8 @@ use crate::store::outbox::Accept;
 use crate::store::{new_event, Store};
 use crate::telemetry::Metrics;
 use catalog::{Catalog, EventInvalid};
-
-/// Events committed in one transaction at most.
-const BATCH: usize = 512;
+pub use writer::Link;
+use writer::{Job, Writer, BATCH};
 
 /// Why an event was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -55,60 +54,59 @@ pub struct Published {
     pub deliveries: usize,
 }
 
-struct Job {
-    accept: Accept,
-    reply: oneshot::Sender<Result<bool, String>>,
-}
-
 /// The publishing side; cheap to clone.
 #[derive(Clone)]
 pub struct Events {
     tx: mpsc::Sender<Job>,
     catalog: Arc<Catalog>,
     snapshots: watch::Receiver<Arc<Snapshot>>,
-    /// Rung after each commit, so the delivery worker starts at once.
-    pub wake: Arc<Notify>,
+    /// Shared with the delivery worker.
+    pub link: Arc<Link>,
 }
 
 impl Events {
-    /// Starts the batch writer; it stops after shutdown, answering what was queued.
+    /// Starts the outbox writer. After shutdown it commits until the delivery worker has
+    /// stopped (or at once when none runs), then what is still queued, and returns.
+    /// `lease` is how long a delivery handed to the worker stays claimed.
     pub fn start(
         store: Store,
         snapshots: watch::Receiver<Arc<Snapshot>>,
         catalog: Arc<Catalog>,
         metrics: Metrics,
-        mut shutdown: Shutdown,
-    ) -> (Events, JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Job>(4 * BATCH);
-        let wake = Arc::new(Notify::new());
+        lease: std::time::Duration,
+        shutdown: Shutdown,
+    ) -> std::io::Result<(Events, JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel::<Job>(4 * BATCH);
+        let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
+        let (writer, link) = Writer::new(store, metrics, lease_ms);
         let events = Events {
             tx,
             catalog,
             snapshots,
-            wake: wake.clone(),
+            link,
         };
+        // Its own thread and runtime: each statement of a commit is a round trip to the
+        // database connection's thread, and on the shared runtime every one of them waited
+        // behind HTTP tasks to be polled again (2.4 ms commits instead of 1.1 ms).
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || {
+                runtime.block_on(writer.run(rx, shutdown));
+                let _ = done_tx.send(());
+            })?;
         let task = tokio::spawn(async move {
-            let mut jobs = Vec::with_capacity(BATCH);
-            loop {
-                let n = tokio::select! {
-                    n = rx.recv_many(&mut jobs, BATCH) => n,
-                    _ = shutdown.recv() => {
-                        while let Ok(j) = rx.try_recv() {
-                            jobs.push(j);
-                        }
-                        commit(&store, &mut jobs, &metrics).await;
-                        wake.notify_one();
-                        return;
-                    }
-                };
-                if n == 0 {
-                    return;
-                }
-                commit(&store, &mut jobs, &metrics).await;
-                wake.notify_one();
-            }
+            let _ = done_rx.await;
         });
-        (events, task)
+        Ok((events, task))
+    }
+
+    /// Tells the delivery worker to look for due deliveries in the database now.
+    pub fn wake_deliverer(&self) {
+        self.link.wake.notify_one();
     }
 
     /// Checks, routes and durably stores one event (an object with a string `type`).
@@ -187,40 +185,6 @@ pub fn subscribers(snap: &Snapshot, event_type: &str) -> Vec<(String, &'static s
         }
     }
     out
-}
-
-async fn commit(store: &Store, jobs: &mut Vec<Job>, metrics: &Metrics) {
-    if jobs.is_empty() {
-        return;
-    }
-    let batch: Vec<Accept> = jobs.iter().map(|j| j.accept.clone()).collect();
-    match store.accept(&batch).await {
-        Ok(fresh) => {
-            for (job, new) in jobs.drain(..).zip(fresh) {
-                if new {
-                    // Label by type only for routed events, so arbitrary types posted by clients
-                    // cannot grow the metric without bound.
-                    let t = match job.accept.deliveries.is_empty() {
-                        true => "unrouted",
-                        false => job
-                            .accept
-                            .event
-                            .get("type")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default(),
-                    };
-                    metrics.observe_event_accepted(t);
-                }
-                let _ = job.reply.send(Ok(new));
-            }
-        }
-        Err(e) => {
-            warn!(error = %e, events = jobs.len(), "cannot store events");
-            for job in jobs.drain(..) {
-                let _ = job.reply.send(Err(e.to_string()));
-            }
-        }
-    }
 }
 
 impl EventSink for Events {

@@ -78,7 +78,7 @@ pub async fn retry(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     match result {
         RetryResult::Requeued => {
-            state.events.wake.notify_one();
+            state.events.wake_deliverer();
             Ok((
                 StatusCode::ACCEPTED,
                 Json(json!({ "id": id, "status": "pending" })),

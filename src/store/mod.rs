@@ -6,11 +6,13 @@
 //! A tick is claimed with an insert that conflicts on (function, tick), so a tick runs at most
 //! once even when several replicas share one PostgreSQL state database.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::db::{Database, DbError};
+use crate::db::{Checkpointer, Database, DbError, SqliteTuning};
 
 /// How many runs are kept per function.
 pub const RUNS_KEPT_PER_FUNCTION: i64 = 1000;
@@ -53,6 +55,8 @@ const SCHEMA: &[&str] = &[
 #[derive(Clone, Debug)]
 pub struct Store {
     db: Database,
+    /// Checkpoints a SQLite file's WAL while any handle lives.
+    _checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// One run of a function, as recorded.
@@ -180,13 +184,22 @@ pub use writer::RunWriter;
 impl Store {
     /// Connects and creates the tables if they are missing.
     pub async fn open(url: &str) -> Result<Store, DbError> {
-        // One SQLite connection: every state write is short, and queueing them in the process
-        // beats contending for SQLite's write lock (see `Database::connect_with`).
-        let db = Database::connect_with(url, 1).await?;
+        // One SQLite connection, checkpoints off the commit path (see `SqliteTuning::state`).
+        let db = Database::connect_with(url, SqliteTuning::state()).await?;
         for stmt in SCHEMA.iter().chain(outbox::OUTBOX_SCHEMA) {
             db.execute_script(stmt).await?;
         }
-        Ok(Store { db })
+        let checkpointer = match &db {
+            Database::Sqlite(pool) if !crate::db::is_sqlite_memory(url) => {
+                let path = pool.connect_options().get_filename().to_owned();
+                Some(Arc::new(Checkpointer::start(&path)?))
+            }
+            _ => None,
+        };
+        Ok(Store {
+            db,
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Claims a scheduler tick; `false` when it was already claimed (by this or another replica).
@@ -339,3 +352,6 @@ impl Store {
         Ok(runs)
     }
 }
+
+#[cfg(test)]
+mod tests;

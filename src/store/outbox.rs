@@ -5,6 +5,8 @@
 //! (`locked_until`), so a worker that dies mid-delivery only delays it until the lease expires;
 //! delivery is at least once.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -113,6 +115,41 @@ pub enum RetryResult {
     NotDead,
 }
 
+/// A finished attempt on its way to the outbox: the delivery, how it went, what comes next.
+pub type Finished = (Due, Attempt, Next);
+
+/// What one outbox transaction writes.
+pub struct OutboxWrite<'a> {
+    /// New events (an id seen before is skipped).
+    pub accept: &'a [Accept],
+    /// How many of the new deliveries to claim for the caller.
+    pub hand_off: usize,
+    /// How long those claims hold.
+    pub lease_ms: i64,
+    /// Attempts that finished.
+    pub finished: &'a [Finished],
+}
+
+/// What an outbox transaction did.
+#[derive(Debug)]
+pub struct OutboxWritten {
+    /// Per accepted event: whether it is new.
+    pub fresh: Vec<bool>,
+    /// New deliveries claimed for the caller (at most `hand_off`).
+    pub handed: Vec<Due>,
+    /// New deliveries left for a claim.
+    pub left: usize,
+}
+
+struct NewDelivery {
+    id: String,
+    /// Index in the batch.
+    event: usize,
+    function: String,
+    target: &'static str,
+    claimed: bool,
+}
+
 /// `$1, $2, …` starting at `from`.
 fn placeholders(from: usize, n: usize) -> String {
     (from..from + n)
@@ -121,54 +158,231 @@ fn placeholders(from: usize, n: usize) -> String {
         .join(", ")
 }
 
+/// The most rows in one multi-row statement.
+const CHUNK: usize = 64;
+
+/// Splits `n` rows into statement sizes: as many [`CHUNK`]s as fit, then powers of two. Few
+/// distinct sizes means few distinct statements, so the prepared-statement cache keeps them all.
+pub fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= CHUNK { CHUNK } else { 1 << n.ilog2() };
+        n -= size;
+        Some(size)
+    })
+}
+
+/// `head` + `n` rows of `row(first parameter of the row)` + `tail`. `$1` is shared by all rows;
+/// each row has `per_row` parameters of its own.
+fn multi_row(
+    head: &str,
+    n: usize,
+    per_row: usize,
+    row: impl Fn(usize) -> String,
+    tail: &str,
+) -> String {
+    let rows: Vec<String> = (0..n).map(|i| row(2 + i * per_row)).collect();
+    format!("{head}{}{tail}", rows.join(", "))
+}
+
 impl Store {
-    /// Stores each event and its deliveries in one transaction. Returns, per event, whether it
-    /// is new (`false`: that id was accepted before; nothing is added).
-    pub async fn accept(&self, batch: &[Accept]) -> Result<Vec<bool>, DbError> {
+    /// One outbox transaction: stores new events with their deliveries and records attempts
+    /// that finished. The first `hand_off` new deliveries are claimed in the same transaction
+    /// (the caller gives them to the delivery worker in memory, so they need no claim query).
+    ///
+    /// Statements are multi-row (`VALUES (…), (…)`), in chunks of [`chunk_sizes`], so a batch
+    /// is a handful of round trips to the database however many events it holds.
+    pub async fn write_outbox(&self, w: &OutboxWrite<'_>) -> Result<OutboxWritten, DbError> {
         let now = millis(Utc::now());
-        let ins_event = "INSERT INTO functiond_events (id, type, payload, source, received_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
-        let ins_delivery = "INSERT INTO functiond_deliveries (id, event_id, function, target, status, attempts, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5) ON CONFLICT DO NOTHING";
-        in_tx!(&self.db, |tx, q| {
-            let mut fresh = Vec::with_capacity(batch.len());
-            for a in batch {
-                let id = a
-                    .event
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let kind = a
-                    .event
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let payload = Value::Object(a.event.clone()).to_string();
-                let inserted = q(ins_event)
-                    .bind(id)
-                    .bind(kind)
-                    .bind(&payload)
-                    .bind(&a.source)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected()
-                    == 1;
-                if inserted {
-                    for (function, target) in &a.deliveries {
-                        q(ins_delivery)
-                            .bind(crate::id::new_id().to_string())
-                            .bind(id)
-                            .bind(function)
-                            .bind(*target)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
+        let lease_until = now + w.lease_ms;
+        let events: Vec<(&str, &str, String, &str)> = w
+            .accept
+            .iter()
+            .map(|a| {
+                let field = |k: &str| a.event.get(k).and_then(Value::as_str).unwrap_or_default();
+                (
+                    field("id"),
+                    field("type"),
+                    Value::Object(a.event.clone()).to_string(),
+                    a.source.as_str(),
+                )
+            })
+            .collect();
+        let (fresh, deliveries) = in_tx!(&self.db, |tx, q| {
+            // Events: the ids that come back are the new ones (an id seen before conflicts).
+            let mut inserted = HashSet::new();
+            let mut done = 0;
+            for n in chunk_sizes(events.len()) {
+                let sql = multi_row(
+                    "INSERT INTO functiond_events (id, type, payload, source, received_at) VALUES ",
+                    n,
+                    4,
+                    |b| format!("(${b}, ${}, ${}, ${}, $1)", b + 1, b + 2, b + 3),
+                    " ON CONFLICT DO NOTHING RETURNING id",
+                );
+                let mut query = q(&sql).bind(now);
+                for (id, kind, payload, source) in &events[done..done + n] {
+                    query = query.bind(*id).bind(*kind).bind(payload).bind(*source);
                 }
-                fresh.push(inserted);
+                for row in query.fetch_all(&mut *tx).await? {
+                    inserted.insert(row.try_get::<String, _>(0)?);
+                }
+                done += n;
             }
-            fresh
+            // The same id twice in one batch: only its first occurrence is new.
+            let fresh: Vec<bool> = events.iter().map(|e| inserted.remove(e.0)).collect();
+
+            // Deliveries of the new events; the first `hand_off` are claimed right away.
+            let mut deliveries: Vec<NewDelivery> = Vec::new();
+            for (i, a) in w.accept.iter().enumerate().filter(|(i, _)| fresh[*i]) {
+                for (function, target) in &a.deliveries {
+                    let claimed = deliveries.len() < w.hand_off;
+                    deliveries.push(NewDelivery {
+                        id: crate::id::new_id().to_string(),
+                        event: i,
+                        function: function.clone(),
+                        target,
+                        claimed,
+                    });
+                }
+            }
+            let mut done = 0;
+            for n in chunk_sizes(deliveries.len()) {
+                let sql = multi_row(
+                    "INSERT INTO functiond_deliveries (id, event_id, function, target, status, attempts, next_attempt_at, locked_until, created_at) VALUES ",
+                    n,
+                    5,
+                    |b| format!("(${b}, ${}, ${}, ${}, 'pending', 0, $1, ${}, $1)", b + 1, b + 2, b + 3, b + 4),
+                    " ON CONFLICT DO NOTHING",
+                );
+                let mut query = q(&sql).bind(now);
+                for d in &deliveries[done..done + n] {
+                    query = query
+                        .bind(&d.id)
+                        .bind(events[d.event].0)
+                        .bind(&d.function)
+                        .bind(d.target)
+                        .bind(d.claimed.then_some(lease_until));
+                }
+                query.execute(&mut *tx).await?;
+                done += n;
+            }
+
+            // Attempts. `seq` counts on from the delivery's last attempt; a delivery twice in one
+            // statement (a lease that ran out mid-attempt) gets consecutive numbers.
+            let mut done = 0;
+            for n in chunk_sizes(w.finished.len()) {
+                let chunk = &w.finished[done..done + n];
+                let sql = multi_row(
+                    "INSERT INTO functiond_attempts (delivery_id, seq, at, ok, status_code, latency_ms, error, response) VALUES ",
+                    n,
+                    7,
+                    |b| format!("(${b}, (SELECT COALESCE(MAX(seq), 0) FROM functiond_attempts WHERE delivery_id = ${b}) + ${}, $1, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, b + 6),
+                    "",
+                );
+                let mut query = q(&sql).bind(now);
+                for (k, (due, attempt, _)) in chunk.iter().enumerate() {
+                    let earlier = chunk[..k].iter().filter(|f| f.0.id == due.id).count() as i64;
+                    query = query
+                        .bind(&due.id)
+                        .bind(earlier + 1)
+                        .bind(i64::from(attempt.ok))
+                        .bind(attempt.status_code)
+                        .bind(attempt.latency_ms)
+                        .bind(&attempt.error)
+                        .bind(&attempt.response);
+                }
+                query.execute(&mut *tx).await?;
+                done += n;
+            }
+            // Failed attempts one by one (they are few) …
+            let update = "UPDATE functiond_deliveries SET attempts = attempts + 1, status = $2, next_attempt_at = $3, locked_until = NULL, last_error = $4 WHERE id = $1";
+            for (due, attempt, next) in w.finished.iter().filter(|f| f.2 != Next::Delivered) {
+                let (status, next_at) = match next {
+                    Next::RetryAt(t) => ("pending", millis(*t)),
+                    _ => ("dead", now),
+                };
+                q(update)
+                    .bind(&due.id)
+                    .bind(status)
+                    .bind(next_at)
+                    .bind(&attempt.error)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // Then the delivered ones (the usual case) in multi-row updates: a delivery that
+            // succeeded in any attempt is delivered.
+            let delivered: Vec<&str> = w
+                .finished
+                .iter()
+                .filter(|f| f.2 == Next::Delivered)
+                .map(|f| f.0.id.as_str())
+                .collect();
+            let mut done = 0;
+            for n in chunk_sizes(delivered.len()) {
+                let sql = format!(
+                    "UPDATE functiond_deliveries SET attempts = attempts + 1, status = 'delivered', next_attempt_at = $1, locked_until = NULL, last_error = NULL, delivered_at = $1 WHERE id IN ({})",
+                    placeholders(2, n)
+                );
+                let mut query = q(&sql).bind(now);
+                for id in &delivered[done..done + n] {
+                    query = query.bind(*id);
+                }
+                query.execute(&mut *tx).await?;
+                done += n;
+            }
+            (fresh, deliveries)
         })
-        .map_err(|e| DbError::from_sqlx(e, ins_event))
+        .map_err(|e| DbError::from_sqlx(e, ""))?;
+        let created_at = from_millis(now);
+        let mut handed = Vec::new();
+        let mut left = 0;
+        for d in deliveries {
+            if !d.claimed {
+                left += 1;
+                continue;
+            }
+            let a = &w.accept[d.event];
+            handed.push(Due {
+                id: d.id,
+                event_id: events[d.event].0.to_owned(),
+                function: d.function,
+                target: d.target.to_owned(),
+                attempts: 0,
+                event: a.event.clone(),
+                created_at,
+            });
+        }
+        Ok(OutboxWritten {
+            fresh,
+            handed,
+            left,
+        })
+    }
+
+    /// Gives claimed deliveries back (a worker stopping before it attempted them), so that the
+    /// next worker takes them at once instead of after their lease.
+    pub async fn release_claims(&self, ids: &[String]) -> Result<(), DbError> {
+        let mut done = 0;
+        for n in chunk_sizes(ids.len()) {
+            let sql = format!(
+                "UPDATE functiond_deliveries SET locked_until = NULL WHERE status = 'pending' AND id IN ({})",
+                placeholders(1, n)
+            );
+            let chunk = &ids[done..done + n];
+            on_db!(&self.db, sql.as_str(), |q, pool| async {
+                let mut q = q;
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.execute(pool).await.map(|_| ())
+            })
+            .map_err(|e| DbError::from_sqlx(e, &sql))?;
+            done += n;
+        }
+        Ok(())
     }
 
     /// Claims up to `limit` due deliveries for `lease_ms`.
@@ -248,49 +462,6 @@ impl Store {
                 })
             })
             .collect())
-    }
-
-    /// Records attempts and moves their deliveries on, all in one transaction: delivery results
-    /// are batched like ingest, so they do not queue for the write lock one by one.
-    pub async fn finish_attempts(&self, results: &[(Due, Attempt, Next)]) -> Result<(), DbError> {
-        if results.is_empty() {
-            return Ok(());
-        }
-        let now = millis(Utc::now());
-        let log = "INSERT INTO functiond_attempts (delivery_id, seq, at, ok, status_code, latency_ms, error, response) VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM functiond_attempts WHERE delivery_id = $1), $2, $3, $4, $5, $6, $7)";
-        let update = "UPDATE functiond_deliveries SET attempts = attempts + 1, status = $2, next_attempt_at = $3, locked_until = NULL, last_error = $4, delivered_at = $5 WHERE id = $1";
-        in_tx!(&self.db, |tx, q| {
-            for (due, attempt, next) in results {
-                let (status, next_at, delivered) = match next {
-                    Next::Delivered => ("delivered", now, Some(now)),
-                    Next::RetryAt(t) => ("pending", millis(*t), None),
-                    Next::Dead => ("dead", now, None),
-                };
-                q(log)
-                    .bind(&due.id)
-                    .bind(now)
-                    .bind(i64::from(attempt.ok))
-                    .bind(attempt.status_code)
-                    .bind(attempt.latency_ms)
-                    .bind(&attempt.error)
-                    .bind(&attempt.response)
-                    .execute(&mut *tx)
-                    .await?;
-                q(update)
-                    .bind(&due.id)
-                    .bind(status)
-                    .bind(next_at)
-                    .bind(if attempt.ok {
-                        None
-                    } else {
-                        attempt.error.clone()
-                    })
-                    .bind(delivered)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-        })
-        .map_err(|e| DbError::from_sqlx(e, update))
     }
 
     /// A dead-lettered delivery back to pending, due now, with a fresh attempt budget.
