@@ -30,8 +30,12 @@ pub const OUTBOX_SCHEMA: &[&str] = &[
         delivered_at BIGINT,
         UNIQUE (event_id, function, target)
     )",
-    "CREATE INDEX IF NOT EXISTS functiond_deliveries_due ON functiond_deliveries (status, next_attempt_at)",
-    "CREATE INDEX IF NOT EXISTS functiond_deliveries_by_event ON functiond_deliveries (event_id)",
+    // Only pending deliveries are ever looked up by due time, so only they are indexed by it
+    // (a delivered one leaves the index instead of moving within it). Lookups by event use the
+    // unique key, whose first column is the event id. Earlier versions had both indexes in full.
+    "DROP INDEX IF EXISTS functiond_deliveries_due",
+    "DROP INDEX IF EXISTS functiond_deliveries_by_event",
+    "CREATE INDEX IF NOT EXISTS functiond_deliveries_pending ON functiond_deliveries (next_attempt_at) WHERE status = 'pending'",
     "CREATE TABLE IF NOT EXISTS functiond_attempts (
         delivery_id TEXT NOT NULL,
         seq BIGINT NOT NULL,
