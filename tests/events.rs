@@ -57,11 +57,11 @@ impl Receiver {
 }
 
 async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: String) -> StatusCode {
+    r.got.lock().expect("lock").push((headers, body));
     let delay = r.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    r.got.lock().expect("lock").push((headers, body));
     let code = r.answers.lock().expect("lock").pop_front().unwrap_or(200);
     StatusCode::from_u16(code).unwrap_or(StatusCode::OK)
 }
@@ -308,6 +308,63 @@ async fn a_burst_beyond_the_hand_off_queue_is_delivered_once_each() {
             "burst-{i} not delivered"
         );
     }
+    s.stop().await;
+}
+
+/// A clean shutdown gives back the deliveries the worker was handed but had not started, so the
+/// next start makes them at once instead of after their lease (60 s by default). Attempts cut off
+/// by the drain deadline keep their claim until the lease runs out.
+#[tokio::test]
+async fn a_clean_shutdown_releases_deliveries_not_started() {
+    let state = tempfile::tempdir().expect("tempdir");
+    let state_url = format!("sqlite://{}", state.path().join("functiond.db").display());
+    let (hung, hung_url) = Receiver::start().await;
+    hung.delay_ms.store(60_000, Ordering::Relaxed);
+    let tweak = |url: String| {
+        move |c: &mut functiond::config::runner::RunnerConfig| {
+            c.state_url = url;
+            c.drain_timeout = Duration::from_millis(200);
+        }
+    };
+    // A delivery timeout longer than the test: no slot frees up before the shutdown.
+    let patient = subscriber(&hung_url, "").replace("timeout_ms = 2000", "timeout_ms = 60000");
+    let s = TestServer::start_with(&[("monitor.toml", &patient)], tweak(state_url.clone())).await;
+    for i in 0..100 {
+        let body = format!(
+            r#"{{"type": "agent_logged_in", "id": "queued-{i}", "agent": "ana", "campaign": "sales"}}"#
+        );
+        assert_eq!(post_event(&s, &body).await.0, 202);
+    }
+    // 64 attempts (every slot) hang at the receiver; 36 deliveries wait for a slot.
+    until("64 attempts in flight", || hung.count() >= 64).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(hung.count(), 64);
+    s.stop().await;
+
+    let (rx, url) = Receiver::start().await;
+    let s = TestServer::start_with(
+        &[("monitor.toml", &subscriber(&url, ""))],
+        tweak(state_url.clone()),
+    )
+    .await;
+    until("the 36 deliveries not started", || rx.count() >= 36).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started: HashSet<String> = hung
+        .got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
+        .collect();
+    let delivered: HashSet<String> = rx
+        .got
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
+        .collect();
+    assert_eq!((rx.count(), delivered.len()), (36, 36));
+    assert!(delivered.is_disjoint(&started));
     s.stop().await;
 }
 
