@@ -218,14 +218,24 @@ impl Database {
             Database::Sqlite(pool) => {
                 let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let result = sqlite_script(conn.get(), sql).await;
+                let open = end_open_transaction(&mut OpenTx::Sqlite(conn.get()), sql).await?;
                 conn.done();
-                result.map_err(err)
+                let rows = result.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
+                Ok(rows)
             }
             Database::Postgres(pool) => {
                 let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let result = pg_script(conn.get(), sql).await;
+                let open = end_open_transaction(&mut OpenTx::Postgres(conn.get()), sql).await?;
                 conn.done();
-                result.map_err(err)
+                let rows = result.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
+                Ok(rows)
             }
         }
     }
@@ -248,10 +258,17 @@ impl Database {
         match self {
             Database::Sqlite(pool) => {
                 let args = sqlite::bind(params)?;
+                let mut conn = pool.acquire().await.map_err(err)?;
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .fetch_all(pool)
-                    .await
-                    .map_err(err)?;
+                    .fetch_all(&mut *conn)
+                    .await;
+                let open = end_open_transaction(&mut OpenTx::Sqlite(&mut conn), sql).await;
+                // Closed, not reused, when its state is unknown.
+                let open = open.inspect_err(|_| conn.close_on_drop())?;
+                let rows = rows.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
                 for row in &rows {
                     sqlite::decode_row(row, &mut cells)?;
                     let mut names = row.columns().iter().map(|c| c.name().to_owned());
@@ -263,8 +280,14 @@ impl Database {
                 let args = pg_args(&mut conn, sql, params).await?;
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
                     .fetch_all(&mut *conn)
-                    .await
-                    .map_err(err)?;
+                    .await;
+                let open = end_open_transaction(&mut OpenTx::Postgres(&mut conn), sql).await;
+                // Closed, not reused, when its state is unknown.
+                let open = open.inspect_err(|_| conn.close_on_drop())?;
+                let rows = rows.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
                 for row in &rows {
                     postgres::decode_row(row, &mut cells)?;
                     let mut names = row.columns().iter().map(|c| c.name().to_owned());
@@ -281,10 +304,17 @@ impl Database {
         match self {
             Database::Sqlite(pool) => {
                 let args = sqlite::bind(params)?;
+                let mut conn = pool.acquire().await.map_err(err)?;
                 let done = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .execute(pool)
-                    .await
-                    .map_err(err)?;
+                    .execute(&mut *conn)
+                    .await;
+                let open = end_open_transaction(&mut OpenTx::Sqlite(&mut conn), sql).await;
+                // Closed, not reused, when its state is unknown.
+                let open = open.inspect_err(|_| conn.close_on_drop())?;
+                let done = done.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
                 Ok(done.rows_affected())
             }
             Database::Postgres(pool) => {
@@ -292,8 +322,14 @@ impl Database {
                 let args = pg_args(&mut conn, sql, params).await?;
                 let done = sqlx::query_with(AssertSqlSafe(sql), args)
                     .execute(&mut *conn)
-                    .await
-                    .map_err(err)?;
+                    .await;
+                let open = end_open_transaction(&mut OpenTx::Postgres(&mut conn), sql).await;
+                // Closed, not reused, when its state is unknown.
+                let open = open.inspect_err(|_| conn.close_on_drop())?;
+                let done = done.map_err(err)?;
+                if open {
+                    return Err(left_open());
+                }
                 Ok(done.rows_affected())
             }
         }
@@ -458,6 +494,63 @@ impl<DB: sqlx::Database> Drop for CloseUnlessDone<DB> {
             self.conn.close_on_drop();
         }
     }
+}
+
+/// A connection that may have been left inside a transaction.
+enum OpenTx<'a> {
+    Sqlite(&'a mut sqlx::SqliteConnection),
+    Postgres(&'a mut sqlx::PgConnection),
+}
+
+/// Ends a transaction that `sql` began and did not finish (`BEGIN` without `COMMIT`), and says
+/// so. Left open, it would go back to the pool with the connection: whatever ran on that
+/// connection next would run inside it, its writes never committed and its locks held, while
+/// the caller's next statement may run on another connection. Only SQL that mentions `BEGIN`,
+/// `START` or `SAVEPOINT` can open one, so other statements are not checked.
+/// Returns whether one was open; the caller reports the statement's own error first.
+async fn end_open_transaction(conn: &mut OpenTx<'_>, sql: &str) -> Result<bool, DbError> {
+    let lower = sql.to_ascii_lowercase();
+    if !["begin", "start", "savepoint"]
+        .iter()
+        .any(|k| lower.contains(k))
+    {
+        return Ok(false);
+    }
+    let other = |e: sqlx::Error| DbError::Other(e.to_string());
+    let open = match conn {
+        OpenTx::Sqlite(c) => {
+            let mut handle = c.lock_handle().await.map_err(other)?;
+            // SAFETY: the handle is a live connection, locked for this call; sqlx and
+            // rusqlite link the same libsqlite3-sys.
+            unsafe { rusqlite::ffi::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) == 0 }
+        }
+        // Inside a transaction begun earlier, the transaction started before this statement;
+        // in autocommit, a statement sent as a simple query (one message) starts its own
+        // transaction, at the same instant. An aborted transaction fails the query.
+        OpenTx::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(
+            "SELECT transaction_timestamp() <> statement_timestamp()",
+        ))
+        .fetch_one(&mut **c)
+        .await
+        .and_then(|row| row.try_get::<bool, _>(0))
+        .unwrap_or(true),
+    };
+    if open {
+        match conn {
+            OpenTx::Sqlite(c) => c.execute("ROLLBACK").await.map(|_| ()),
+            OpenTx::Postgres(c) => c.execute("ROLLBACK").await.map(|_| ()),
+        }
+        .map_err(other)?;
+    }
+    Ok(open)
+}
+
+fn left_open() -> DbError {
+    DbError::Other(
+        "the SQL began a transaction and did not end it, so it was rolled back: commit or roll \
+         back in the same call (the next call may run on another connection)"
+            .into(),
+    )
 }
 
 pub(crate) fn is_sqlite_memory(url: &str) -> bool {

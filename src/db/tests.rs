@@ -509,3 +509,110 @@ async fn postgres_errors_point_into_the_users_sql() {
         .unwrap();
     assert_eq!(row(&count, 0), json!({"n": 12}));
 }
+
+/// `n` from `SELECT count(*) AS n …`.
+async fn count(db: &Database, sql: &str, params: &[Value]) -> i64 {
+    let rows = db.query_json(sql, params).await.unwrap();
+    rows[0]["n"].as_i64().unwrap()
+}
+
+const LEFT_OPEN: &str = "began a transaction and did not end it";
+
+/// A call that begins a transaction and does not end it is rolled back and fails, so the pooled
+/// connection does not carry the transaction into whatever runs on it next.
+#[tokio::test]
+async fn sqlite_a_transaction_left_open_is_rolled_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    // One connection, so the next call surely gets the same one.
+    let one = SqliteTuning {
+        connections: 1,
+        background_checkpoints: false,
+    };
+    let db = Database::connect_with(&url, one).await.unwrap();
+    let other = Database::connect(&url).await.unwrap();
+    db.execute("CREATE TABLE t (x INTEGER)", &[]).await.unwrap();
+
+    let e = db.execute("BEGIN", &[]).await.unwrap_err().to_string();
+    assert!(e.contains(LEFT_OPEN), "{e}");
+    db.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
+    // Committed: another connection sees it.
+    assert_eq!(count(&other, "SELECT count(*) AS n FROM t", &[]).await, 1);
+
+    // Begun and ended in one call is fine.
+    db.execute("BEGIN; INSERT INTO t VALUES (2); COMMIT", &[])
+        .await
+        .unwrap();
+    // A script (a `sql` task) likewise: left open, nothing of it stays.
+    let e = db
+        .execute_script("BEGIN; INSERT INTO t VALUES (3)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(LEFT_OPEN), "{e}");
+    // A statement that fails inside its own transaction reports its own error.
+    let e = db
+        .execute("BEGIN; INSERT INTO nope VALUES (1)", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no such table"), "{e}");
+    let e = db
+        .query_json("SAVEPOINT s; SELECT 1", &[])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(LEFT_OPEN), "{e}");
+    // Words that only look like it.
+    let rows = db.query_json("SELECT 'start' AS begin", &[]).await.unwrap();
+    assert_eq!(row(&rows, 0), json!({"begin": "start"}));
+    db.execute("INSERT INTO t VALUES (4)", &[]).await.unwrap();
+    assert_eq!(
+        other
+            .query_json("SELECT x FROM t ORDER BY x", &[])
+            .await
+            .unwrap(),
+        [1, 2, 4]
+            .iter()
+            .map(|x| json!({"x": x}).as_object().unwrap().clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn postgres_a_transaction_left_open_is_rolled_back() {
+    let Some(setup) = pg("open_tx").await else {
+        return;
+    };
+    drop(setup);
+    let Ok(base) = std::env::var("FUNCTIOND_TEST_PG_URL") else {
+        return;
+    };
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url =
+        format!("{base}{sep}options=-csearch_path%3Dopen_tx&application_name=functiond_open_tx");
+    let db = Database::connect(&url).await.unwrap();
+    db.execute("CREATE TABLE t (x int)", &[]).await.unwrap();
+    let idle_in_tx = "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'";
+    let app = [json!("functiond_open_tx")];
+
+    let e = db.execute("BEGIN", &[]).await.unwrap_err().to_string();
+    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_eq!(count(&db, idle_in_tx, &app).await, 0);
+
+    let e = db
+        .execute_script("BEGIN; INSERT INTO t VALUES (3)")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_eq!(count(&db, idle_in_tx, &app).await, 0);
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM t", &[]).await, 0);
+
+    db.execute_script("BEGIN; INSERT INTO t VALUES (4); COMMIT")
+        .await
+        .unwrap();
+    let rows = db.query_json("SELECT 'start' AS begin", &[]).await.unwrap();
+    assert_eq!(row(&rows, 0), json!({"begin": "start"}));
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM t", &[]).await, 1);
+}
