@@ -160,6 +160,11 @@ impl Harness {
     }
 }
 
+/// What `ticks` gives when only `name`'s tick at `at` ran.
+fn ran_once(name: &str, at: &str) -> Vec<(String, DateTime<Utc>, bool)> {
+    vec![(name.to_owned(), utc(at), false)]
+}
+
 fn ticks(fired: &[Fired]) -> Vec<(String, DateTime<Utc>, bool)> {
     fired
         .iter()
@@ -177,16 +182,10 @@ async fn fires_at_each_tick_and_not_between() {
     );
     assert!(h.at("2026-06-01T08:59:59Z").await.is_empty());
     let f = h.at("2026-06-01T09:00:00Z").await;
-    assert_eq!(
-        ticks(&f),
-        vec![("a".into(), utc("2026-06-01T09:00:00Z"), false)]
-    );
+    assert_eq!(ticks(&f), ran_once("a", "2026-06-01T09:00:00Z"));
     assert!(h.at("2026-06-01T15:00:00Z").await.is_empty());
     let f = h.at("2026-06-02T09:00:00.200Z").await;
-    assert_eq!(
-        ticks(&f),
-        vec![("a".into(), utc("2026-06-02T09:00:00Z"), false)]
-    );
+    assert_eq!(ticks(&f), ran_once("a", "2026-06-02T09:00:00Z"));
 }
 
 #[tokio::test]
@@ -209,18 +208,12 @@ async fn editing_a_0900_job_at_085959_runs_it_once() {
     h.at("2026-06-02T08:59:59Z").await;
     h.reload(&[("a.toml", job("a", "cron = \"0 9,10 * * *\"", ""))]);
     let f = h.at("2026-06-02T09:00:00Z").await;
-    assert_eq!(
-        ticks(&f),
-        vec![("a".into(), utc("2026-06-02T09:00:00Z"), false)]
-    );
+    assert_eq!(ticks(&f), ran_once("a", "2026-06-02T09:00:00Z"));
     // Edited right after it fired: 09:00 does not run again; 10:00 does.
     h.reload(&[("a.toml", job("a", "cron = \"0 9,10,11 * * *\"", ""))]);
     assert!(h.drain().await.is_empty());
     let f = h.at("2026-06-02T10:00:00Z").await;
-    assert_eq!(
-        ticks(&f),
-        vec![("a".into(), utc("2026-06-02T10:00:00Z"), false)]
-    );
+    assert_eq!(ticks(&f), ran_once("a", "2026-06-02T10:00:00Z"));
 }
 
 #[tokio::test]
@@ -237,10 +230,7 @@ async fn a_late_reload_of_a_due_tick_neither_loses_nor_doubles_it() {
     h.clock.set_without_waking(utc("2026-06-01T09:00:00.300Z"));
     h.reload(&[("a.toml", job("a", "cron = \"0 9,18 * * *\"", ""))]);
     let f = h.drain().await;
-    assert_eq!(
-        ticks(&f),
-        vec![("a".into(), utc("2026-06-01T09:00:00Z"), false)]
-    );
+    assert_eq!(ticks(&f), ran_once("a", "2026-06-01T09:00:00Z"));
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use functiond::scheduler::engine::{Executor, Tick};
 use functiond::scheduler::runner::{execute_and_record, TaskRunner};
 use functiond::snapshot::{self, LoadedFunction, Trigger};
 use functiond::source::load::load_dir;
-use functiond::store::{RunStatus, Store};
+use functiond::store::{RunRecord, RunStatus, Store};
 use functiond::telemetry::Metrics;
 use mail_parser::MimeHeaders;
 
@@ -78,6 +78,19 @@ impl Env {
             timezone: chrono_tz::UTC,
         }
     }
+
+    /// Runs `f` by hand (as `functiond run` does) and returns its recorded run.
+    async fn run(&self, f: &LoadedFunction, name: &str, mailer: Option<Mailer>) -> RunRecord {
+        execute_and_record(
+            &self.store,
+            f,
+            &self.ctx(name, mailer),
+            "manual",
+            None,
+            &mut |_| {},
+        )
+        .await
+    }
 }
 
 fn scheduler(name: &str, task: &str) -> String {
@@ -91,15 +104,7 @@ async fn sql_task_records_rows_affected(env: Env) {
         "kind = \"sql\"\nsql = \"\"\"\nCREATE TABLE {table} (id INTEGER, v TEXT);\nINSERT INTO {table} VALUES (1, 'a'), (2, 'b'), (3, 'c');\nUPDATE {table} SET v = 'z' WHERE id > 1;\n\"\"\"\n"
     );
     let f = env.load(&[("job.toml", &scheduler(&name, &task))]);
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx(&name, None),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, &name, None).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     assert_eq!(run.rows_affected, Some(5));
     let runs = env.store.recent_runs(&name, 10).await.expect("runs");
@@ -117,15 +122,7 @@ async fn sql_task_records_rows_affected(env: Env) {
             "kind = \"sql\"\nsql = \"SELECT * FROM no_such_table_at_all\"",
         ),
     )]);
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx(&bad, None),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, &bad, None).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
         run.error
@@ -156,15 +153,7 @@ async fn shell_failures_and_timeouts_are_recorded_runs() {
             "kind = \"shell\"\ncommand = \"echo working; echo broken >&2; exit 7\"",
         ),
     )]);
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx("fails", None),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, "fails", None).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert_eq!(run.error.as_deref(), Some("exited with status 7"));
     assert_eq!(
@@ -179,15 +168,7 @@ async fn shell_failures_and_timeouts_are_recorded_runs() {
             "kind = \"shell\"\ncommand = \"sleep 30\"\ntimeout_ms = 200",
         ),
     )]);
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx("slow", None),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, "slow", None).await;
     assert_eq!(run.status, RunStatus::Timeout);
     assert!(run.duration_ms.is_some_and(|d| d < 5000.0));
     let recorded = env.store.recent_runs("slow", 5).await.expect("runs");
@@ -305,15 +286,7 @@ async fn export_is_emailed_with_the_file_attached() {
     let (port, inbox) = start_smtp();
     let mailer =
         Mailer::new(&format!("smtp://127.0.0.1:{port}"), "functiond@example.com").expect("mailer");
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx("mailed", Some(mailer)),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, "mailed", Some(mailer)).await;
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
     assert!(run
         .output
@@ -354,15 +327,7 @@ async fn export_is_emailed_with_the_file_attached() {
         "functiond@example.com",
     )
     .expect("mailer");
-    let run = execute_and_record(
-        &env.store,
-        &f,
-        &env.ctx("mailed", Some(mailer)),
-        "manual",
-        None,
-        &mut |_| {},
-    )
-    .await;
+    let run = env.run(&f, "mailed", Some(mailer)).await;
     assert_eq!(run.status, RunStatus::Failed);
     assert!(
         run.error

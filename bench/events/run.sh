@@ -52,48 +52,21 @@ else
 fi
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-FUNCTIOND=$TARGET_DIR/release/functiond
-HELLO=$TARGET_DIR/release/examples/hello_axum
+BENCH=bench/events
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 LUA=$HERE/event.lua
-
-die() {
-  echo "bench/events: $*" >&2
-  exit 1
-}
-need() { command -v "$1" >/dev/null 2>&1; }
 
 for tool in wrk sqlite3 curl python3 awk; do
   need "$tool" || die "$tool is not installed"
 done
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$REPO" && cargo build --release --bin functiond --example hello_axum) || die "build failed"
-fi
-[ -x "$FUNCTIOND" ] || die "$FUNCTIOND is missing (cargo build --release --bin functiond)"
-[ -x "$HELLO" ] || die "$HELLO is missing (cargo build --release --example hello_axum)"
+build_binaries
 
 # --- scratch folder, cleanup -------------------------------------------------------------------
-if [ -n "${WORK:-}" ]; then
-  mkdir -p "$WORK"
-  KEEP_WORK=1
-else
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/functiond-bench-events.XXXXXX")
-  KEEP_WORK=0
-fi
-PIDS=()
+make_work events
 PG_PORT=
 PG_DB=
-stop_pids() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  PIDS=()
-}
 drop_pg_db() {
   if [ -n "$PG_DB" ]; then
     su postgres -c "dropdb -p $PG_PORT --if-exists $PG_DB" >/dev/null 2>&1 ||
@@ -104,34 +77,10 @@ drop_pg_db() {
 cleanup() {
   stop_pids
   drop_pg_db
-  if [ "$KEEP_WORK" = 0 ]; then
-    rm -rf "$WORK"
-  fi
+  remove_work
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-now_ms() { date +%s%3N; }
-
-# wait_ready URL PID NAME LOG: polls URL until it answers 200 (at most 30 s).
-wait_ready() {
-  local url=$1 pid=$2 name=$3 log=$4 i
-  for i in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$log" >&2 || true
-      die "$name exited before it was ready"
-    fi
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" = 200 ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  cat "$log" >&2 || true
-  die "$name did not answer 200 on $url within 30 s"
-}
 
 # wait_listening URL PID NAME LOG: any HTTP answer (hello_axum has no GET route: 405).
 wait_listening() {
@@ -143,15 +92,6 @@ wait_listening() {
     sleep 0.1
   done
   die "$name did not listen on $url within 30 s"
-}
-
-# to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.02s" / "1.50m" in milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-    else if (u == "h") n *= 3600000; else if (u != "ms") { print "nan"; exit }
-    printf "%.3f", n }'
 }
 
 # counters URL: "ACCEPTED DELIVERED RETRIED DEAD" from functiond's /metrics (0 when absent).
@@ -407,8 +347,6 @@ echo "accepted - delivered when wrk stopped; drain_s: wrk stop -> last delivery.
 echo "functiond used while wrk ran."
 echo
 
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 if [ "$SUBSCRIBE" != 1 ]; then
   echo "targets: not checked (SUBSCRIBE=0 diagnostic: no deliveries)"
 elif [ -n "${RPS[sqlite]:-}" ]; then

@@ -37,17 +37,11 @@ THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-FUNCTIOND=$TARGET_DIR/release/functiond
-HELLO=$TARGET_DIR/release/examples/hello_axum
+BENCH=bench/webhook
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 LUA=$HERE/post.lua
 CPU=$HERE/cpu.py
-
-die() {
-  echo "bench/webhook: $*" >&2
-  exit 1
-}
-need() { command -v "$1" >/dev/null 2>&1; }
 
 # --- tools and binaries ----------------------------------------------------------------------
 missing=()
@@ -69,55 +63,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  (cd "$REPO" && cargo build --release --bin functiond --example hello_axum) || die "build failed"
-fi
-[ -x "$FUNCTIOND" ] || die "$FUNCTIOND is missing (cargo build --release --bin functiond)"
-[ -x "$HELLO" ] || die "$HELLO is missing (cargo build --release --example hello_axum)"
+build_binaries
 
 # --- scratch folder, cleanup -------------------------------------------------------------------
-if [ -n "${WORK:-}" ]; then
-  mkdir -p "$WORK"
-  KEEP_WORK=1
-else
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/functiond-bench-webhook.XXXXXX")
-  KEEP_WORK=0
-fi
-PIDS=()
+make_work webhook
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$KEEP_WORK" = 0 ]; then
-    rm -rf "$WORK"
-  fi
+  stop_pids
+  remove_work
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# wait_ready URL PID NAME LOG: polls URL until it answers 200 (at most 30 s).
-wait_ready() {
-  local url=$1 pid=$2 name=$3 log=$4 i
-  for i in $(seq 1 300); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      cat "$log" >&2 || true
-      die "$name exited before it was ready"
-    fi
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' "$url" || true)" = 200 ]; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  cat "$log" >&2 || true
-  die "$name did not answer 200 on $url within 30 s"
-}
 
 # --- application database and functions --------------------------------------------------------
 DATA=$WORK/data
@@ -240,14 +195,6 @@ if [ "${BLOCK_HISTORY:-0}" = 1 ]; then
   echo "BLOCK_HISTORY=1: the state database is write-locked; run history is not written"
 fi
 
-# to_ms VALUE: wrk's "123.45us" / "1.23ms" / "1.02s" / "1.50m" in milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
-    n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-    if (u == "us") n /= 1000; else if (u == "s") n *= 1000; else if (u == "m") n *= 60000;
-    else if (u == "h") n *= 3600000; else if (u != "ms") { print "nan"; exit }
-    printf "%.3f", n }'
-}
 rss_mb() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 
 declare -A RPS P50 P99 RSS CPU_REQ CORES BUSY BY_THREAD WRK_REQ WRK_C SIRQ SWITCHES
@@ -352,7 +299,6 @@ done
 echo
 
 missed=()
-ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
 ge "${RATIO[a]}" 0.6 || missed+=("(a) $(printf %.3f "${RATIO[a]}")x < 0.6x")
 ge "${RATIO[b]}" 0.3 || missed+=("(b) $(printf %.3f "${RATIO[b]}")x < 0.3x")
 ge "${RATIO[c]}" 0.1 || missed+=("(c) $(printf %.3f "${RATIO[c]}")x < 0.1x")

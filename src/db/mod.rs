@@ -553,6 +553,27 @@ fn left_open() -> DbError {
     )
 }
 
+/// For tests: the URL of a fresh schema named `test` in the database `FUNCTIOND_TEST_PG_URL`
+/// names (its search path, and `functiond_test_<test>` as the application name), or `None`
+/// with a note when none is set.
+#[cfg(test)]
+pub(crate) async fn test_schema_url(test: &str) -> Option<String> {
+    let Ok(base) = std::env::var("FUNCTIOND_TEST_PG_URL") else {
+        eprintln!("note: FUNCTIOND_TEST_PG_URL not set; skipping PostgreSQL part of {test}");
+        return None;
+    };
+    let db = Database::connect(&base).await.unwrap();
+    db.execute_script(&format!(
+        "DROP SCHEMA IF EXISTS {test} CASCADE; CREATE SCHEMA {test};"
+    ))
+    .await
+    .unwrap();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some(format!(
+        "{base}{sep}options=-csearch_path%3D{test}&application_name=functiond_test_{test}"
+    ))
+}
+
 pub(crate) fn is_sqlite_memory(url: &str) -> bool {
     let rest = url.trim_start_matches("sqlite:").trim_start_matches("//");
     let (db, query) = rest.split_once('?').unwrap_or((rest, ""));

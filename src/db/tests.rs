@@ -17,21 +17,8 @@ async fn sqlite_file() -> (tempfile::TempDir, Database) {
 /// A PostgreSQL database and a schema private to this test, or None (with a note) when
 /// `FUNCTIOND_TEST_PG_URL` is not set.
 async fn pg(test: &str) -> Option<Database> {
-    let Ok(url) = std::env::var("FUNCTIOND_TEST_PG_URL") else {
-        eprintln!("note: FUNCTIOND_TEST_PG_URL not set; skipping PostgreSQL part of {test}");
-        return None;
-    };
-    let url = format!(
-        "{url}{}options=-csearch_path%3D{test}",
-        if url.contains('?') { '&' } else { '?' }
-    );
-    let db = Database::connect(&url).await.unwrap();
-    db.execute_script(&format!(
-        "DROP SCHEMA IF EXISTS {test} CASCADE; CREATE SCHEMA {test};"
-    ))
-    .await
-    .unwrap();
-    Some(db)
+    let url = test_schema_url(test).await?;
+    Some(Database::connect(&url).await.unwrap())
 }
 
 fn row(rows: &[serde_json::Map<String, Value>], i: usize) -> Value {
@@ -75,11 +62,7 @@ async fn sqlite_memory_is_one_database() {
     db.execute_script("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2);")
         .await
         .unwrap();
-    let rows = db
-        .query_json("SELECT count(*) AS n FROM t", &[])
-        .await
-        .unwrap();
-    assert_eq!(row(&rows, 0), json!({"n": 2}));
+    assert_eq!(count_rows(&db, "t").await, 2);
 }
 
 #[tokio::test]
@@ -227,15 +210,7 @@ async fn sqlite_scripts_are_atomic_unless_they_manage_transactions() {
         err.to_string().contains("UNIQUE constraint failed"),
         "{err}"
     );
-    let count = db
-        .query_json("SELECT count(*) AS n FROM s", &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        row(&count, 0),
-        json!({"n": 3}),
-        "the DELETE was rolled back"
-    );
+    assert_eq!(count_rows(&db, "s").await, 3, "the DELETE was rolled back");
 
     // A script with its own transaction runs as written, and a failure inside it does not leave
     // the pooled connection in a transaction.
@@ -252,11 +227,7 @@ async fn sqlite_scripts_are_atomic_unless_they_manage_transactions() {
             .await
             .unwrap();
     }
-    let count = db
-        .query_json("SELECT count(*) AS n FROM s", &[])
-        .await
-        .unwrap();
-    assert_eq!(row(&count, 0), json!({"n": 12}));
+    assert_eq!(count_rows(&db, "s").await, 12);
 }
 
 #[tokio::test]
@@ -277,11 +248,7 @@ async fn a_dropped_script_leaves_no_transaction_behind() {
             .await
             .unwrap();
     }
-    let count = db
-        .query_json("SELECT count(*) AS n FROM big", &[])
-        .await
-        .unwrap();
-    assert_eq!(row(&count, 0), json!({"n": 6}));
+    assert_eq!(count_rows(&db, "big").await, 6);
 }
 
 #[tokio::test]
@@ -482,13 +449,9 @@ async fn postgres_errors_point_into_the_users_sql() {
         err.to_string().contains("Key (id)=(1) already exists"),
         "{err}"
     );
-    let count = db
-        .query_json("SELECT count(*) AS n FROM k", &[])
-        .await
-        .unwrap();
     assert_eq!(
-        row(&count, 0),
-        json!({"n": 0}),
+        count_rows(&db, "k").await,
+        0,
         "the script is one transaction"
     );
 
@@ -503,17 +466,18 @@ async fn postgres_errors_point_into_the_users_sql() {
         .await
         .unwrap();
     }
-    let count = db
-        .query_json("SELECT count(*) AS n FROM k", &[])
-        .await
-        .unwrap();
-    assert_eq!(row(&count, 0), json!({"n": 12}));
+    assert_eq!(count_rows(&db, "k").await, 12);
 }
 
-/// `n` from `SELECT count(*) AS n …`.
+/// `n` from a `SELECT count(*) AS n …`.
 async fn count(db: &Database, sql: &str, params: &[Value]) -> i64 {
     let rows = db.query_json(sql, params).await.unwrap();
     rows[0]["n"].as_i64().unwrap()
+}
+
+/// The number of rows in `table`.
+async fn count_rows(db: &Database, table: &str) -> i64 {
+    count(db, &format!("SELECT count(*) AS n FROM {table}"), &[]).await
 }
 
 const LEFT_OPEN: &str = "began a transaction and did not end it";
@@ -537,7 +501,7 @@ async fn sqlite_a_transaction_left_open_is_rolled_back() {
     assert!(e.contains(LEFT_OPEN), "{e}");
     db.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     // Committed: another connection sees it.
-    assert_eq!(count(&other, "SELECT count(*) AS n FROM t", &[]).await, 1);
+    assert_eq!(count_rows(&other, "t").await, 1);
 
     // Begun and ended in one call is fine.
     db.execute("BEGIN; INSERT INTO t VALUES (2); COMMIT", &[])
@@ -581,20 +545,12 @@ async fn sqlite_a_transaction_left_open_is_rolled_back() {
 
 #[tokio::test]
 async fn postgres_a_transaction_left_open_is_rolled_back() {
-    let Some(setup) = pg("open_tx").await else {
+    let Some(db) = pg("open_tx").await else {
         return;
     };
-    drop(setup);
-    let Ok(base) = std::env::var("FUNCTIOND_TEST_PG_URL") else {
-        return;
-    };
-    let sep = if base.contains('?') { '&' } else { '?' };
-    let url =
-        format!("{base}{sep}options=-csearch_path%3Dopen_tx&application_name=functiond_open_tx");
-    let db = Database::connect(&url).await.unwrap();
     db.execute("CREATE TABLE t (x int)", &[]).await.unwrap();
     let idle_in_tx = "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'";
-    let app = [json!("functiond_open_tx")];
+    let app = [json!("functiond_test_open_tx")];
 
     let e = db.execute("BEGIN", &[]).await.unwrap_err().to_string();
     assert!(e.contains(LEFT_OPEN), "{e}");
@@ -607,12 +563,12 @@ async fn postgres_a_transaction_left_open_is_rolled_back() {
         .to_string();
     assert!(e.contains(LEFT_OPEN), "{e}");
     assert_eq!(count(&db, idle_in_tx, &app).await, 0);
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM t", &[]).await, 0);
+    assert_eq!(count_rows(&db, "t").await, 0);
 
     db.execute_script("BEGIN; INSERT INTO t VALUES (4); COMMIT")
         .await
         .unwrap();
     let rows = db.query_json("SELECT 'start' AS begin", &[]).await.unwrap();
     assert_eq!(row(&rows, 0), json!({"begin": "start"}));
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM t", &[]).await, 1);
+    assert_eq!(count_rows(&db, "t").await, 1);
 }

@@ -6,7 +6,6 @@ use serde_json::{json, Map, Value};
 
 use super::outbox::{chunk_sizes, Accept, Attempt, Due, Finished, Next, OutboxWrite};
 use super::Store;
-use crate::db::Database;
 
 async fn sqlite() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -16,18 +15,7 @@ async fn sqlite() -> (tempfile::TempDir, Store) {
 
 /// A store in a fresh schema of the test database, or `None` when there is none.
 async fn postgres(test: &str) -> Option<Store> {
-    let Ok(url) = std::env::var("FUNCTIOND_TEST_PG_URL") else {
-        eprintln!("note: FUNCTIOND_TEST_PG_URL not set; skipping PostgreSQL part of {test}");
-        return None;
-    };
-    let db = Database::connect(&url).await.unwrap();
-    db.execute_script(&format!(
-        "DROP SCHEMA IF EXISTS {test} CASCADE; CREATE SCHEMA {test};"
-    ))
-    .await
-    .unwrap();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let url = format!("{url}{sep}options=-csearch_path%3D{test}");
+    let url = crate::db::test_schema_url(test).await?;
     Some(Store::open(&url).await.unwrap())
 }
 
