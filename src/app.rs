@@ -105,7 +105,6 @@ pub async fn start(config: &RunnerConfig, schemas: Arc<Schemas>) -> Result<Runni
         http: FlowHost::http_client(),
         metrics: metrics.clone(),
         events: state.events.clone(),
-        lease: config.event_lease,
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let runner = TaskRunner {
@@ -332,7 +331,6 @@ pub async fn emit_locally(
         http: FlowHost::http_client(),
         metrics,
         events: state.events.clone(),
-        lease: config.event_lease,
     };
     let worker = tokio::spawn(deliverer.run(shutdown, config.drain_timeout));
     let published = state

@@ -25,15 +25,21 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The standard output of a command that must have succeeded (else both outputs are shown).
+fn success(o: &Output) -> String {
+    let text = stdout(o);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    text
+}
+
 #[test]
 fn check_accepts_the_examples_and_summarises_them() {
     let out = run(&["check", "functions.d"]);
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(&out);
     assert!(
         text.contains("3 functions: 1 webhook, 1 event, 1 scheduler; no problems"),
         "{text}"
@@ -90,12 +96,7 @@ fn cron_prints_expression_description_and_next_runs() {
         "--from",
         "2026-01-15T00:00:00Z",
     ]);
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(&out);
     assert!(text.contains("cron:        0 9 1 * *"), "{text}");
     assert!(text.contains("2026-02-01T09:00:00+01:00"), "{text}");
     assert!(text.contains("2026-03-01T09:00:00+01:00"), "{text}");
@@ -337,12 +338,7 @@ fn run_executes_the_daily_report_example_on_a_fresh_machine() {
             .expect("runs")
     };
     let out = run("daily_interactions_report");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(&out);
     assert!(
         text.contains("daily_interactions_report: succeeded"),
         "{text}"
@@ -390,12 +386,7 @@ fn invoke_runs_the_leads_example_through_the_router() {
         "--form",
         "product=fiber",
     ]);
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(&out);
     assert!(text.starts_with("HTTP 201 Created\n"), "{text}");
     assert!(text.contains("x-request-id: "), "{text}");
     assert!(text.trim_end().ends_with("{\"id\":1}"), "{text}");
@@ -490,12 +481,7 @@ fn an_accepted_event_survives_kill_9_and_is_delivered_after_restart() {
         .env("FUNCTIOND_LISTEN", s.addr.trim_start_matches("http://"))
         .output()
         .expect("emit runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(stdout(&out).trim(), "evt-kill-9");
+    assert_eq!(success(&out).trim(), "evt-kill-9");
     // kill -9 right after the 202: no chance to finish anything.
     s.signal("-KILL");
     let _ = s.wait_exit();
@@ -540,12 +526,7 @@ fn emit_local_delivers_the_agent_activity_example() {
         .env_remove("FUNCTIOND_STATE_URL")
         .output()
         .expect("emit runs");
-    let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = success(&out);
     assert!(
         text.contains("agent-activity (url): delivered after 1 attempt(s)"),
         "{text}"

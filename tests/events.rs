@@ -51,6 +51,15 @@ impl Receiver {
             .cloned()
             .expect("a request")
     }
+    /// The distinct `webhook-id`s (event ids) received.
+    fn ids(&self) -> HashSet<String> {
+        self.got
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
+            .collect()
+    }
     fn answer(&self, statuses: &[u16]) {
         self.answers.lock().expect("lock").extend(statuses);
     }
@@ -168,17 +177,26 @@ async fn delivered_signed_and_shown_with_its_attempts() {
     s.stop().await;
 }
 
+/// A receiver that first answers `statuses`, a server whose `monitor` function sends it
+/// `agent_logged_in` events with `delivery` settings, and the id of one such event posted.
+async fn login_to_a_failing_monitor(
+    statuses: &[u16],
+    delivery: &str,
+) -> (Receiver, TestServer, String) {
+    let (rx, url) = Receiver::start().await;
+    rx.answer(statuses);
+    let s = TestServer::start(&[("monitor.toml", &subscriber(&url, delivery))]).await;
+    let (st, v) = post_event(&s, LOGIN).await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().expect("id").to_owned();
+    (rx, s, id)
+}
+
 #[tokio::test]
 async fn retried_with_back_off_then_delivered() {
-    let (rx, url) = Receiver::start().await;
-    rx.answer(&[500, 503]);
-    let s = TestServer::start(&[(
-        "monitor.toml",
-        &subscriber(&url, "max_attempts = 5\nbackoff_ms = [0, 100, 200]"),
-    )])
-    .await;
-    let (_, v) = post_event(&s, LOGIN).await;
-    let id = v["id"].as_str().expect("id").to_owned();
+    let (rx, s, id) =
+        login_to_a_failing_monitor(&[500, 503], "max_attempts = 5\nbackoff_ms = [0, 100, 200]")
+            .await;
     let v = wait_delivery_status(&s, &id, "delivered").await;
     let log = v["deliveries"][0]["attempt_log"]
         .as_array()
@@ -200,15 +218,8 @@ async fn retried_with_back_off_then_delivered() {
 
 #[tokio::test]
 async fn dead_lettered_then_replayed() {
-    let (rx, url) = Receiver::start().await;
-    rx.answer(&[500, 500]);
-    let s = TestServer::start(&[(
-        "monitor.toml",
-        &subscriber(&url, "max_attempts = 2\nbackoff_ms = [0, 50]"),
-    )])
-    .await;
-    let (_, v) = post_event(&s, LOGIN).await;
-    let id = v["id"].as_str().expect("id").to_owned();
+    let (rx, s, id) =
+        login_to_a_failing_monitor(&[500, 500], "max_attempts = 2\nbackoff_ms = [0, 50]").await;
     let v = wait_delivery_status(&s, &id, "dead").await;
     let delivery = v["deliveries"][0]["id"]
         .as_str()
@@ -296,12 +307,8 @@ async fn a_burst_beyond_the_hand_off_queue_is_delivered_once_each() {
     }
     // Time for a double delivery to show up.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = rx.got.lock().expect("lock").clone();
-    let ids: HashSet<String> = got
-        .iter()
-        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
-        .collect();
-    assert_eq!((got.len(), ids.len()), (EVENTS, EVENTS));
+    let ids = rx.ids();
+    assert_eq!((rx.count(), ids.len()), (EVENTS, EVENTS));
     for i in [0, 1023, 1024, 2999] {
         assert!(
             ids.contains(&format!("burst-{i}")),
@@ -349,20 +356,8 @@ async fn a_clean_shutdown_releases_deliveries_not_started() {
     .await;
     until("the 36 deliveries not started", || rx.count() >= 36).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let started: HashSet<String> = hung
-        .got
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
-        .collect();
-    let delivered: HashSet<String> = rx
-        .got
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter_map(|(h, _)| h.get("webhook-id")?.to_str().ok().map(str::to_owned))
-        .collect();
+    let started = hung.ids();
+    let delivered = rx.ids();
     assert_eq!((rx.count(), delivered.len()), (36, 36));
     assert!(delivered.is_disjoint(&started));
     s.stop().await;

@@ -218,24 +218,12 @@ impl Database {
             Database::Sqlite(pool) => {
                 let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let result = sqlite_script(conn.get(), sql).await;
-                let open = end_open_transaction(&mut OpenTx::Sqlite(conn.get()), sql).await?;
-                conn.done();
-                let rows = result.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                Ok(rows)
+                conn.settle(sql, result).await
             }
             Database::Postgres(pool) => {
                 let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let result = pg_script(conn.get(), sql).await;
-                let open = end_open_transaction(&mut OpenTx::Postgres(conn.get()), sql).await?;
-                conn.done();
-                let rows = result.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                Ok(rows)
+                conn.settle(sql, result).await
             }
         }
     }
@@ -258,37 +246,23 @@ impl Database {
         match self {
             Database::Sqlite(pool) => {
                 let args = sqlite::bind(params)?;
-                let mut conn = pool.acquire().await.map_err(err)?;
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .fetch_all(&mut *conn)
+                    .fetch_all(conn.get())
                     .await;
-                let open = end_open_transaction(&mut OpenTx::Sqlite(&mut conn), sql).await;
-                // Closed, not reused, when its state is unknown.
-                let open = open.inspect_err(|_| conn.close_on_drop())?;
-                let rows = rows.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                for row in &rows {
+                for row in &conn.settle(sql, rows).await? {
                     sqlite::decode_row(row, &mut cells)?;
                     let mut names = row.columns().iter().map(|c| c.name().to_owned());
                     to_object(&mut names, &mut cells);
                 }
             }
             Database::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(err)?;
-                let args = pg_args(&mut conn, sql, params).await?;
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
+                let args = pg_args(conn.get(), sql, params).await?;
                 let rows = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .fetch_all(&mut *conn)
+                    .fetch_all(conn.get())
                     .await;
-                let open = end_open_transaction(&mut OpenTx::Postgres(&mut conn), sql).await;
-                // Closed, not reused, when its state is unknown.
-                let open = open.inspect_err(|_| conn.close_on_drop())?;
-                let rows = rows.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                for row in &rows {
+                for row in &conn.settle(sql, rows).await? {
                     postgres::decode_row(row, &mut cells)?;
                     let mut names = row.columns().iter().map(|c| c.name().to_owned());
                     to_object(&mut names, &mut cells);
@@ -304,33 +278,19 @@ impl Database {
         match self {
             Database::Sqlite(pool) => {
                 let args = sqlite::bind(params)?;
-                let mut conn = pool.acquire().await.map_err(err)?;
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
                 let done = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .execute(&mut *conn)
+                    .execute(conn.get())
                     .await;
-                let open = end_open_transaction(&mut OpenTx::Sqlite(&mut conn), sql).await;
-                // Closed, not reused, when its state is unknown.
-                let open = open.inspect_err(|_| conn.close_on_drop())?;
-                let done = done.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                Ok(done.rows_affected())
+                Ok(conn.settle(sql, done).await?.rows_affected())
             }
             Database::Postgres(pool) => {
-                let mut conn = pool.acquire().await.map_err(err)?;
-                let args = pg_args(&mut conn, sql, params).await?;
+                let mut conn = CloseUnlessDone::new(pool.acquire().await.map_err(err)?);
+                let args = pg_args(conn.get(), sql, params).await?;
                 let done = sqlx::query_with(AssertSqlSafe(sql), args)
-                    .execute(&mut *conn)
+                    .execute(conn.get())
                     .await;
-                let open = end_open_transaction(&mut OpenTx::Postgres(&mut conn), sql).await;
-                // Closed, not reused, when its state is unknown.
-                let open = open.inspect_err(|_| conn.close_on_drop())?;
-                let done = done.map_err(err)?;
-                if open {
-                    return Err(left_open());
-                }
-                Ok(done.rows_affected())
+                Ok(conn.settle(sql, done).await?.rows_affected())
             }
         }
     }
@@ -413,7 +373,7 @@ impl Database {
 /// Prepares `sql` on `conn` (cached per connection) to learn the parameter types the server
 /// inferred, and converts `params` to them.
 async fn pg_args(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Postgres>,
+    conn: &mut sqlx::PgConnection,
     sql: &str,
     params: &[serde_json::Value],
 ) -> Result<sqlx::postgres::PgArguments, DbError> {
@@ -496,61 +456,81 @@ impl<DB: sqlx::Database> Drop for CloseUnlessDone<DB> {
     }
 }
 
-/// A connection that may have been left inside a transaction.
-enum OpenTx<'a> {
-    Sqlite(&'a mut sqlx::SqliteConnection),
-    Postgres(&'a mut sqlx::PgConnection),
+impl<DB: sqlx::Database> CloseUnlessDone<DB>
+where
+    DB::Connection: EndTransaction,
+{
+    /// The outcome of `sql` on this connection, once it is sure to be left outside any
+    /// transaction. A transaction that `sql` began and did not end (`BEGIN` without `COMMIT`)
+    /// is rolled back and the call fails: left open, it would go back to the pool with the
+    /// connection, and whatever ran on it next would run inside it (its writes never committed,
+    /// its locks held), while the caller's next statement may run on another connection. Only
+    /// SQL that mentions `BEGIN`, `START` or `SAVEPOINT` can open one, so only that is checked.
+    /// A connection whose state cannot be checked is closed rather than reused.
+    async fn settle<T>(mut self, sql: &str, outcome: Result<T, sqlx::Error>) -> Result<T, DbError> {
+        let lower = sql.to_ascii_lowercase();
+        let may_open = ["begin", "start", "savepoint"]
+            .iter()
+            .any(|k| lower.contains(k));
+        let was_open = match may_open {
+            true => self
+                .get()
+                .end_transaction()
+                .await
+                .map_err(|e| DbError::Other(e.to_string()))?,
+            false => false,
+        };
+        self.done();
+        // The statement's own error first.
+        let value = outcome.map_err(|e| DbError::from_sqlx(e, sql))?;
+        if was_open {
+            return Err(DbError::Other(
+                "the SQL began a transaction and did not end it, so it was rolled back: commit \
+                 or roll back in the same call (the next call may run on another connection)"
+                    .into(),
+            ));
+        }
+        Ok(value)
+    }
 }
 
-/// Ends a transaction that `sql` began and did not finish (`BEGIN` without `COMMIT`), and says
-/// so. Left open, it would go back to the pool with the connection: whatever ran on that
-/// connection next would run inside it, its writes never committed and its locks held, while
-/// the caller's next statement may run on another connection. Only SQL that mentions `BEGIN`,
-/// `START` or `SAVEPOINT` can open one, so other statements are not checked.
-/// Returns whether one was open; the caller reports the statement's own error first.
-async fn end_open_transaction(conn: &mut OpenTx<'_>, sql: &str) -> Result<bool, DbError> {
-    let lower = sql.to_ascii_lowercase();
-    if !["begin", "start", "savepoint"]
-        .iter()
-        .any(|k| lower.contains(k))
-    {
-        return Ok(false);
-    }
-    let other = |e: sqlx::Error| DbError::Other(e.to_string());
-    let open = match conn {
-        OpenTx::Sqlite(c) => {
-            let mut handle = c.lock_handle().await.map_err(other)?;
+/// Rolls back a transaction the connection is inside, if any; says whether there was one.
+trait EndTransaction {
+    async fn end_transaction(&mut self) -> Result<bool, sqlx::Error>;
+}
+
+impl EndTransaction for sqlx::SqliteConnection {
+    async fn end_transaction(&mut self) -> Result<bool, sqlx::Error> {
+        let open = {
+            let mut handle = self.lock_handle().await?;
             // SAFETY: the handle is a live connection, locked for this call; sqlx and
             // rusqlite link the same libsqlite3-sys.
             unsafe { rusqlite::ffi::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) == 0 }
+        };
+        if open {
+            self.execute("ROLLBACK").await?;
         }
-        // Inside a transaction begun earlier, the transaction started before this statement;
-        // in autocommit, a statement sent as a simple query (one message) starts its own
-        // transaction, at the same instant. An aborted transaction fails the query.
-        OpenTx::Postgres(c) => sqlx::raw_sql(AssertSqlSafe(
-            "SELECT transaction_timestamp() <> statement_timestamp()",
-        ))
-        .fetch_one(&mut **c)
-        .await
-        .and_then(|row| row.try_get::<bool, _>(0))
-        .unwrap_or(true),
-    };
-    if open {
-        match conn {
-            OpenTx::Sqlite(c) => c.execute("ROLLBACK").await.map(|_| ()),
-            OpenTx::Postgres(c) => c.execute("ROLLBACK").await.map(|_| ()),
-        }
-        .map_err(other)?;
+        Ok(open)
     }
-    Ok(open)
 }
 
-fn left_open() -> DbError {
-    DbError::Other(
-        "the SQL began a transaction and did not end it, so it was rolled back: commit or roll \
-         back in the same call (the next call may run on another connection)"
-            .into(),
-    )
+impl EndTransaction for sqlx::PgConnection {
+    async fn end_transaction(&mut self) -> Result<bool, sqlx::Error> {
+        // Inside a transaction begun earlier, the transaction started before this statement;
+        // in autocommit, a statement sent as a simple query (one message) starts its own
+        // transaction at the same instant. An aborted transaction fails the query.
+        let open = sqlx::raw_sql(AssertSqlSafe(
+            "SELECT transaction_timestamp() <> statement_timestamp()",
+        ))
+        .fetch_one(&mut *self)
+        .await
+        .and_then(|row| row.try_get::<bool, _>(0))
+        .unwrap_or(true);
+        if open {
+            self.execute("ROLLBACK").await?;
+        }
+        Ok(open)
+    }
 }
 
 /// For tests: the URL of a fresh schema named `test` in the database `FUNCTIOND_TEST_PG_URL`

@@ -48,8 +48,6 @@ pub struct Deliverer {
     pub http: reqwest::Client,
     pub metrics: Metrics,
     pub events: Events,
-    /// How long a claim holds (`events.lease_ms`).
-    pub lease: Duration,
 }
 
 impl Deliverer {
@@ -74,11 +72,7 @@ impl Deliverer {
             let free = slots.available_permits();
             if claim && free > 0 && last_claim.elapsed() >= CLAIM_GAP {
                 last_claim = Instant::now();
-                match self
-                    .store
-                    .claim_due(free as i64, self.lease.as_millis() as i64)
-                    .await
-                {
+                match self.store.claim_due(free as i64, link.lease_ms).await {
                     Ok(due) => {
                         // Fewer than asked: nothing else is due, hand-off can take over.
                         claim = due.len() == free;

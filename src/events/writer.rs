@@ -41,6 +41,9 @@ pub(super) struct Job {
 
 /// What the outbox writer and the delivery worker share.
 pub struct Link {
+    /// How long a claim holds, in milliseconds (`events.lease_ms`): for deliveries handed over
+    /// here and for those the worker claims.
+    pub lease_ms: i64,
     /// Rung when deliveries are waiting in the database (not handed off), or a dead one was put
     /// back: the worker should claim.
     pub wake: Notify,
@@ -79,10 +82,9 @@ impl Link {
 
 /// The writer task's state.
 pub(super) struct Writer {
-    pub store: Store,
-    pub metrics: Metrics,
-    pub link: Arc<Link>,
-    pub lease_ms: i64,
+    store: Store,
+    metrics: Metrics,
+    link: Arc<Link>,
     hand_off: mpsc::Sender<Due>,
     results: mpsc::UnboundedReceiver<Finished>,
 }
@@ -92,6 +94,7 @@ impl Writer {
         let (hand_off, queue) = mpsc::channel(HAND_OFF_QUEUE);
         let (results_tx, results) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
+            lease_ms,
             wake: Notify::new(),
             backlog: AtomicBool::new(false),
             attached: AtomicBool::new(false),
@@ -101,7 +104,6 @@ impl Writer {
             store,
             metrics,
             link: link.clone(),
-            lease_ms,
             hand_off,
             results,
         };
@@ -173,7 +175,7 @@ impl Writer {
         let write = OutboxWrite {
             accept: &accept,
             hand_off,
-            lease_ms: self.lease_ms,
+            lease_ms: self.link.lease_ms,
             finished,
         };
         match self.store.write_outbox(&write).await {

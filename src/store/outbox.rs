@@ -72,7 +72,7 @@ pub struct Due {
 }
 
 /// How an attempt went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
     pub ok: bool,
     pub status_code: Option<i64>,
@@ -102,14 +102,12 @@ pub struct DeliveryView {
     pub attempt_log: Vec<AttemptView>,
 }
 
+/// A recorded attempt: when, and how it went.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptView {
     pub at: DateTime<Utc>,
-    pub ok: bool,
-    pub status_code: Option<i64>,
-    pub latency_ms: f64,
-    pub error: Option<String>,
-    pub response: Option<String>,
+    #[serde(flatten)]
+    pub attempt: Attempt,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -531,11 +529,13 @@ impl Store {
                         r.try_get("delivery_id")?,
                         AttemptView {
                             at: from_millis(r.try_get("at")?),
-                            ok: r.try_get::<i64, _>("ok")? != 0,
-                            status_code: r.try_get("status_code")?,
-                            latency_ms: r.try_get("latency_ms")?,
-                            error: r.try_get("error")?,
-                            response: r.try_get("response")?,
+                            attempt: Attempt {
+                                ok: r.try_get::<i64, _>("ok")? != 0,
+                                status_code: r.try_get("status_code")?,
+                                latency_ms: r.try_get("latency_ms")?,
+                                error: r.try_get("error")?,
+                                response: r.try_get("response")?,
+                            },
                         },
                     ))
                 })

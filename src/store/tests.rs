@@ -129,7 +129,7 @@ async fn check_outbox(store: Store) {
     let views = store.deliveries_of("b").await.unwrap();
     assert_eq!(views[1].last_error.as_deref(), Some("HTTP 500"));
     assert!(views[1].next_attempt_at.is_some());
-    assert_eq!(views[0].attempt_log[0].status_code, Some(200));
+    assert_eq!(views[0].attempt_log[0].attempt.status_code, Some(200));
 
     // A retry comes due only later; the handed-off ones stay claimed.
     assert!(store.claim_due(1000, 60_000).await.unwrap().is_empty());
