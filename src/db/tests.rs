@@ -480,7 +480,11 @@ async fn count_rows(db: &Database, table: &str) -> i64 {
     count(db, &format!("SELECT count(*) AS n FROM {table}"), &[]).await
 }
 
-const LEFT_OPEN: &str = "began a transaction and did not end it";
+/// Asserts that a call failed for leaving a transaction open.
+fn assert_left_open<T: std::fmt::Debug>(result: Result<T, DbError>) {
+    let e = result.unwrap_err().to_string();
+    assert!(e.contains("began a transaction and did not end it"), "{e}");
+}
 
 /// A call that begins a transaction and does not end it is rolled back and fails, so the pooled
 /// connection does not carry the transaction into whatever runs on it next.
@@ -497,8 +501,7 @@ async fn sqlite_a_transaction_left_open_is_rolled_back() {
     let other = Database::connect(&url).await.unwrap();
     db.execute("CREATE TABLE t (x INTEGER)", &[]).await.unwrap();
 
-    let e = db.execute("BEGIN", &[]).await.unwrap_err().to_string();
-    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_left_open(db.execute("BEGIN", &[]).await);
     db.execute("INSERT INTO t VALUES (1)", &[]).await.unwrap();
     // Committed: another connection sees it.
     assert_eq!(count_rows(&other, "t").await, 1);
@@ -508,12 +511,7 @@ async fn sqlite_a_transaction_left_open_is_rolled_back() {
         .await
         .unwrap();
     // A script (a `sql` task) likewise: left open, nothing of it stays.
-    let e = db
-        .execute_script("BEGIN; INSERT INTO t VALUES (3)")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_left_open(db.execute_script("BEGIN; INSERT INTO t VALUES (3)").await);
     // A statement that fails inside its own transaction reports its own error.
     let e = db
         .execute("BEGIN; INSERT INTO nope VALUES (1)", &[])
@@ -521,12 +519,7 @@ async fn sqlite_a_transaction_left_open_is_rolled_back() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("no such table"), "{e}");
-    let e = db
-        .query_json("SAVEPOINT s; SELECT 1", &[])
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_left_open(db.query_json("SAVEPOINT s; SELECT 1", &[]).await);
     // Words that only look like it.
     let rows = db.query_json("SELECT 'start' AS begin", &[]).await.unwrap();
     assert_eq!(row(&rows, 0), json!({"begin": "start"}));
@@ -552,16 +545,10 @@ async fn postgres_a_transaction_left_open_is_rolled_back() {
     let idle_in_tx = "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'";
     let app = [json!("functiond_test_open_tx")];
 
-    let e = db.execute("BEGIN", &[]).await.unwrap_err().to_string();
-    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_left_open(db.execute("BEGIN", &[]).await);
     assert_eq!(count(&db, idle_in_tx, &app).await, 0);
 
-    let e = db
-        .execute_script("BEGIN; INSERT INTO t VALUES (3)")
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains(LEFT_OPEN), "{e}");
+    assert_left_open(db.execute_script("BEGIN; INSERT INTO t VALUES (3)").await);
     assert_eq!(count(&db, idle_in_tx, &app).await, 0);
     assert_eq!(count_rows(&db, "t").await, 0);
 
