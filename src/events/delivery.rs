@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -61,7 +61,7 @@ impl Deliverer {
             warn!("the delivery worker did not start: another one is running, or the event outbox has stopped");
             return;
         };
-        let slots = Arc::new(Semaphore::new(CONCURRENCY));
+        // Attempts in flight; at most CONCURRENCY.
         let mut tasks = JoinSet::new();
         let mut claim = true;
         let mut handed_open = true;
@@ -69,7 +69,7 @@ impl Deliverer {
         let mut next_poll = Instant::now() + POLL;
         loop {
             while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
+            let free = CONCURRENCY.saturating_sub(tasks.len());
             if claim && free > 0 && last_claim.elapsed() >= CLAIM_GAP {
                 last_claim = Instant::now();
                 match self.store.claim_due(free as i64, link.lease_ms).await {
@@ -80,7 +80,7 @@ impl Deliverer {
                             link.backlog_cleared();
                         }
                         for d in due {
-                            self.spawn(&mut tasks, &slots, &results, d).await;
+                            self.spawn(&mut tasks, &results, d);
                         }
                     }
                     Err(e) => {
@@ -93,13 +93,13 @@ impl Deliverer {
                 true => last_claim + CLAIM_GAP,
                 false => next_poll,
             });
-            let has_slot = slots.available_permits() > 0;
+            let has_slot = tasks.len() < CONCURRENCY;
             tokio::select! {
                 biased;
                 _ = shutdown.recv() => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 due = handed.recv(), if handed_open && has_slot => match due {
-                    Some(d) => self.spawn(&mut tasks, &slots, &results, d).await,
+                    Some(d) => self.spawn(&mut tasks, &results, d),
                     None => handed_open = false,
                 },
                 _ = link.wake.notified() => claim = true,
@@ -131,22 +131,12 @@ impl Deliverer {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Starts one attempt in a free slot; its result goes to the outbox writer.
-    async fn spawn(
-        &self,
-        tasks: &mut JoinSet<()>,
-        slots: &Arc<Semaphore>,
-        results: &mpsc::UnboundedSender<Finished>,
-        due: Due,
-    ) {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
+    /// Starts one attempt; its result goes to the outbox writer.
+    fn spawn(&self, tasks: &mut JoinSet<()>, results: &mpsc::UnboundedSender<Finished>, due: Due) {
         let this = self.clone();
         let results = results.clone();
         tasks.spawn(async move {
             let result = this.deliver(due).await;
-            drop(permit);
             // The claim's lease keeps the delivery from being taken again until the writer has
             // recorded this.
             let _ = results.send(result);
@@ -222,7 +212,7 @@ impl Deliverer {
         let Some(url) = &e.url else {
             return failed("the subscriber has no url".into());
         };
-        let body = Value::Object(due.event.clone()).to_string();
+        let body = serde_json::to_string(&due.event).unwrap_or_default();
         let timestamp = Utc::now().timestamp();
         let mut req = self
             .http

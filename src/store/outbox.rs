@@ -207,7 +207,7 @@ impl Store {
                 (
                     field("id"),
                     field("type"),
-                    Value::Object(a.event.clone()).to_string(),
+                    serde_json::to_string(&a.event).unwrap_or_default(),
                     a.source.as_str(),
                 )
             })
